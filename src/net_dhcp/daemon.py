@@ -1,0 +1,73 @@
+"""Wires the plugin together and runs it until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from .api import make_app
+from .dhcp4.client import Timing
+from .driver import Driver
+from .reconcile import Reconciler
+from .store import Store
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What `net-dhcp serve` was told."""
+
+    socket: Path
+    state_dir: Path
+    docker_socket: str | None = None
+    sweep_interval_s: float = 60.0
+    timing: Timing = Timing()
+
+
+async def serve(settings: Settings) -> None:
+    """Serve the plugin socket; on SIGTERM stop without releasing running containers."""
+    store = Store(settings.state_dir)
+    driver = Driver(store, timing=settings.timing)
+    driver.load()
+    reconciler = Reconciler(driver, docker_socket=settings.docker_socket,
+                            sweep_interval_s=settings.sweep_interval_s)
+    await reconciler.adopt_from_kernel()
+
+    settings.socket.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        settings.socket.unlink()
+    runner = web.AppRunner(make_app(driver), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.UnixSite(runner, str(settings.socket))
+    old_umask = os.umask(0o177)
+    try:
+        await site.start()
+    finally:
+        os.umask(old_umask)
+    os.chmod(settings.socket, 0o600)
+    LOG.info("listening on %s (state in %s)", settings.socket, store.path)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    reconciler.start()
+    try:
+        await stop.wait()
+        LOG.info("shutting down; running containers keep their leases")
+    finally:
+        await reconciler.close()
+        await runner.cleanup()
+        with contextlib.suppress(FileNotFoundError):
+            settings.socket.unlink()
+        await driver.close()
+        store.close()
+        LOG.info("stopped")

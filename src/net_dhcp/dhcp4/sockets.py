@@ -1,0 +1,236 @@
+"""The only owner of DHCP and ARP sockets.
+
+DHCP goes over an AF_PACKET/SOCK_DGRAM socket bound to one interface: it needs no
+address on the interface, survives rp_filter, and lets us choose the IP source
+(0.0.0.0 before a lease, the leased address after) and the link-layer destination
+(broadcast, or the server's MAC for RFC 2131 unicasts). Sockets keep the network
+namespace they were created in, so `open_*` must run in a thread inside the target
+namespace (see netlink.run_in_netns); everything else runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from ipaddress import IPv4Address
+
+from . import codec
+
+LOG = logging.getLogger(__name__)
+
+ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
+SO_ATTACH_FILTER = 26
+SO_BINDTODEVICE = 25
+SOL_PACKET = 263
+PACKET_AUXDATA = 8
+TP_STATUS_CSUMNOTREADY = 8
+BROADCAST_MAC = b"\xff" * 6
+ANY = IPv4Address(0)
+LIMITED_BROADCAST = IPv4Address("255.255.255.255")
+
+# Classic BPF for a cooked IPv4 packet: UDP, not a fragment, destination port 68.
+_BPF_DHCP_CLIENT = [
+    (0x30, 0, 0, 9),  # ldb [9]            protocol
+    (0x15, 0, 6, 17),  # jeq #17 (UDP)     else drop
+    (0x28, 0, 0, 6),  # ldh [6]            flags + fragment offset
+    (0x45, 4, 0, 0x1FFF),  # jset #0x1fff  fragment -> drop
+    (0xB1, 0, 0, 0),  # ldxb 4*([0]&0xf)   IP header length
+    (0x48, 0, 0, 2),  # ldh [x+2]          UDP destination port
+    (0x15, 0, 1, codec.CLIENT_PORT),
+    (0x06, 0, 0, 0x40000),  # accept
+    (0x06, 0, 0, 0),  # drop
+]
+
+
+def _attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+    raw = b"".join(struct.pack("HBBI", *ins) for ins in program)
+    buf = ctypes.create_string_buffer(raw)
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def _checksum_ready(ancdata: list[tuple[int, int, bytes]]) -> bool:
+    """False when the kernel says the UDP checksum was left to offload (veth, local)."""
+    for level, kind, data in ancdata:
+        if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= 4:
+            return not struct.unpack_from("I", data)[0] & TP_STATUS_CSUMNOTREADY
+    return True
+
+
+class DhcpSocket:
+    """One interface's DHCP client sockets: a packet socket, plus a UDP sink on port 68.
+
+    The sink exists only so unicast replies to the leased address do not make the
+    kernel answer the server with ICMP port-unreachable; its data is discarded.
+    """
+
+    def __init__(self, ifname: str, ifindex: int, mac: bytes, with_sink: bool) -> None:
+        self.ifname = ifname
+        self.ifindex = ifindex
+        self.mac = mac
+        self._pkt = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
+        self._sink: socket.socket | None = None
+        try:
+            _attach_filter(self._pkt, _BPF_DHCP_CLIENT)
+            self._pkt.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+            self._pkt.bind((ifname, ETH_P_IP))
+            self._pkt.setblocking(False)
+            if with_sink:
+                sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self._sink = sink
+                sink.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sink.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+                sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sink.bind(("0.0.0.0", codec.CLIENT_PORT))
+                sink.setblocking(False)
+        except BaseException:
+            self.close()
+            raise
+        self._queue: asyncio.Queue[tuple[codec.DhcpMessage, bytes]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        """Begin reading on the running loop; call from the loop's thread."""
+        self._loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue(maxsize=64)
+        self._loop.add_reader(self._pkt.fileno(), self._on_packet)
+        if self._sink is not None:
+            self._loop.add_reader(self._sink.fileno(), self._drain_sink)
+
+    def _drain_sink(self) -> None:
+        assert self._sink is not None
+        with contextlib.suppress(OSError):
+            while True:
+                self._sink.recv(2048)
+
+    def _on_packet(self) -> None:
+        assert self._queue is not None
+        while True:
+            try:
+                data, ancdata, _flags, addr = self._pkt.recvmsg(4096, 64)
+            except BlockingIOError:
+                return
+            except OSError as err:
+                LOG.debug("%s: packet socket read failed: %s", self.ifname, err)
+                return
+            dgram = codec.parse_udp_ipv4(data, verify_udp_checksum=_checksum_ready(ancdata))
+            if dgram is None or dgram.dport != codec.CLIENT_PORT:
+                continue
+            try:
+                msg = codec.DhcpMessage.decode(dgram.payload)
+            except codec.CodecError as err:
+                LOG.debug("%s: ignoring malformed DHCP packet: %s", self.ifname, err)
+                continue
+            if msg.op != 2 or msg.chaddr != self.mac:
+                continue
+            src_mac = bytes(addr[4][:6]) if len(addr) > 4 else BROADCAST_MAC
+            if self._queue.full():
+                self._queue.get_nowait()
+            self._queue.put_nowait((msg, src_mac))
+
+    async def recv(self) -> tuple[codec.DhcpMessage, bytes]:
+        """Next DHCP reply for our MAC, with the MAC of the host that sent it."""
+        assert self._queue is not None, "start() first"
+        return await self._queue.get()
+
+    def drain(self) -> None:
+        """Forget replies already queued (e.g. stale ones from a previous exchange)."""
+        assert self._queue is not None
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    def send(
+        self,
+        msg: codec.DhcpMessage,
+        *,
+        src: IPv4Address = ANY,
+        dst: IPv4Address = LIMITED_BROADCAST,
+        dst_mac: bytes = BROADCAST_MAC,
+    ) -> None:
+        """Send one message from port 68 to port 67, framed by hand."""
+        frame = codec.build_udp_ipv4(
+            src=src, dst=dst, sport=codec.CLIENT_PORT, dport=codec.SERVER_PORT,
+            payload=msg.encode(),
+        )
+        self._pkt.sendto(frame, (self.ifname, ETH_P_IP, 0, 0, dst_mac))
+
+    def close(self) -> None:
+        """Stop reading and close both sockets; safe to call twice."""
+        for sock in (self._pkt, self._sink):
+            if sock is None or sock.fileno() < 0:
+                continue
+            if self._loop is not None:
+                with contextlib.suppress(Exception):
+                    self._loop.remove_reader(sock.fileno())
+            sock.close()
+
+
+def open_dhcp_socket(ifname: str, *, with_sink: bool) -> DhcpSocket:
+    """Open the sockets for `ifname` in the calling thread's namespace (blocking)."""
+    ifindex = socket.if_nametoindex(ifname)
+    mac = _read_mac(ifname)
+    return DhcpSocket(ifname, ifindex, mac, with_sink)
+
+
+def _read_mac(ifname: str) -> bytes:
+    # SIOCGIFHWADDR on a socket made in this thread's namespace: sysfs would show
+    # the namespace of whoever mounted it, not ours.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        import fcntl
+
+        req = struct.pack("256s", ifname.encode()[:15])
+        res = fcntl.ioctl(s.fileno(), 0x8927, req)
+        return res[18:24]
+
+
+class ArpSocket:
+    """A packet socket for RFC 5227 probes on one interface."""
+
+    def __init__(self, ifname: str, mac: bytes) -> None:
+        self.ifname = ifname
+        self.mac = mac
+        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ARP))
+        try:
+            self._sock.bind((ifname, ETH_P_ARP))
+            self._sock.setblocking(False)
+        except BaseException:
+            self._sock.close()
+            raise
+
+    def send(self, pkt: codec.ArpPacket) -> None:
+        """Broadcast one ARP packet."""
+        self._sock.sendto(pkt.encode(), (self.ifname, ETH_P_ARP, 0, 0, BROADCAST_MAC))
+
+    async def watch(self, on_packet: Callable[[codec.ArpPacket], None], seconds: float) -> None:
+        """Feed every ARP packet seen for `seconds` to `on_packet`."""
+        loop = asyncio.get_running_loop()
+
+        def readable() -> None:
+            while True:
+                try:
+                    data = self._sock.recv(256)
+                except (BlockingIOError, OSError):
+                    return
+                with contextlib.suppress(codec.CodecError):
+                    on_packet(codec.ArpPacket.decode(data))
+
+        loop.add_reader(self._sock.fileno(), readable)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            loop.remove_reader(self._sock.fileno())
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._sock.close()
+
+
+def open_arp_socket(ifname: str) -> ArpSocket:
+    """Open an ARP socket for `ifname` in the calling thread's namespace (blocking)."""
+    return ArpSocket(ifname, _read_mac(ifname))

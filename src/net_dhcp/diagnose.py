@@ -1,0 +1,92 @@
+"""Explain a missing lease: read-only checks of what usually eats DHCP on a bridge."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from pathlib import Path
+
+from .dhcp4.client import AcquireStats
+
+LOG = logging.getLogger(__name__)
+
+BR_NF_CALL_IPTABLES = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+
+
+async def forward_policy() -> tuple[str | None, list[str]]:
+    """(policy, rules) of the iptables FORWARD chain, read-only; (None, []) if unknown."""
+    exe = shutil.which("iptables")
+    if exe is None:
+        return None, []
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            exe, "-w", "2", "-S", "FORWARD",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 5.0)
+    except (OSError, TimeoutError) as err:
+        LOG.debug("could not read the FORWARD chain: %s", err)
+        return None, []
+    policy: str | None = None
+    rules: list[str] = []
+    for line in out.decode(errors="replace").splitlines():
+        if line.startswith("-P FORWARD "):
+            policy = line.split()[2]
+        elif line.startswith("-A FORWARD "):
+            rules.append(line)
+    return policy, rules
+
+
+def _bridge_netfilter_on() -> bool:
+    try:
+        return BR_NF_CALL_IPTABLES.read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def _bridge_accepted(bridge: str, rules: list[str]) -> bool:
+    for rule in rules:
+        words = rule.split()
+        if words[-2:] == ["-j", "ACCEPT"] and f"-i {bridge}" in rule and "-m" not in words:
+            return True
+    return False
+
+
+async def explain_no_lease(bridge: str, timeout_s: float, stats: AcquireStats) -> str:
+    """A message naming the likely causes of a missing lease and how to fix each."""
+    head = f"no DHCP lease within {timeout_s:g}s on bridge {bridge}"
+    if stats.declined:
+        addrs = ", ".join(str(a) for a in stats.declined)
+        return (f"{head}: every address offered ({addrs}) is already used by another host on "
+                "the LAN (it answered ARP). Find that host or remove the address from the "
+                "DHCP server's pool.")
+    if stats.naks:
+        return (f"{head}: the DHCP server refused the request (DHCPNAK: "
+                f"{stats.last_nak_message or 'no reason given'}). Check the server's "
+                "configuration for this LAN and client.")
+    if stats.offers:
+        return (f"{head}: an offer came ({stats.offers}) but no acknowledgement. The server "
+                "may ping-check the address before it answers: raise the network's "
+                "-o lease_timeout (e.g. lease_timeout=30s).")
+    causes: list[str] = []
+    if _bridge_netfilter_on():
+        policy, rules = await forward_policy()
+        if policy == "DROP" and not _bridge_accepted(bridge, rules):
+            causes.append(
+                "the host's firewall drops it: bridge netfilter is on "
+                "(net.bridge.bridge-nf-call-iptables=1) and the iptables FORWARD policy is DROP "
+                "(Docker sets it), so DHCP across the bridge is discarded. Fix: "
+                f"iptables -I FORWARD -i {bridge} -o {bridge} -j ACCEPT"
+            )
+    causes.append(
+        f"no DHCP server answered on {bridge}: check that the bridge holds your LAN interface "
+        f"(ip link show master {bridge}) and that a DHCP server serves that LAN"
+    )
+    causes.append(
+        "a server that ping-checks new addresses (dnsmasq does by default, about 3s) may need "
+        f"a longer lease_timeout than {timeout_s:g}s: recreate the network with e.g. "
+        "-o lease_timeout=30s"
+    )
+    return f"{head}; sent {stats.discovers} DISCOVER(s), no offer came. Likely causes: " + \
+        "; ".join(f"({i}) {c}" for i, c in enumerate(causes, 1))

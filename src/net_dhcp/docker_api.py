@@ -1,0 +1,91 @@
+"""The Docker Engine API, for background tasks only (never on a plugin request path)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_SOCKET = "/var/run/docker.sock"
+REQUEST_TIMEOUT_S = 10.0
+
+
+def socket_from_env() -> str:
+    """The Docker socket path from DOCKER_HOST (unix:// only), else the default."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if host.startswith("unix://"):
+        return host[len("unix://"):]
+    return DEFAULT_SOCKET
+
+
+class DockerClient:
+    """A small async client; the API version is negotiated with /version on first use."""
+
+    def __init__(self, socket_path: str | None = None) -> None:
+        self.socket_path = socket_path or socket_from_env()
+        self._session: aiohttp.ClientSession | None = None
+        self._prefix: str | None = None
+
+    def _sess(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=self.socket_path),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=REQUEST_TIMEOUT_S),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+
+    async def _version_prefix(self) -> str:
+        if self._prefix is None:
+            timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+            async with self._sess().get("http://docker/version", timeout=timeout) as resp:
+                resp.raise_for_status()
+                data = await resp.json()
+            self._prefix = f"/v{data['ApiVersion']}"
+        return self._prefix
+
+    async def get(self, path: str, **params: str) -> Any:
+        """GET a JSON document."""
+        prefix = await self._version_prefix()
+        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+        async with self._sess().get(f"http://docker{prefix}{path}", params=params,
+                                    timeout=timeout) as resp:
+            resp.raise_for_status()
+            return await resp.json()
+
+    async def networks(self) -> list[dict[str, Any]]:
+        """All Docker networks."""
+        result: list[dict[str, Any]] = await self.get("/networks")
+        return result
+
+    async def containers(self) -> list[dict[str, Any]]:
+        """All containers, running or not."""
+        result: list[dict[str, Any]] = await self.get("/containers/json", all="1")
+        return result
+
+    async def inspect_container(self, container_id: str) -> dict[str, Any]:
+        """Inspect one container."""
+        result: dict[str, Any] = await self.get(f"/containers/{container_id}/json")
+        return result
+
+    async def events(self, filters: dict[str, list[str]]) -> AsyncIterator[dict[str, Any]]:
+        """Stream events until the connection drops."""
+        prefix = await self._version_prefix()
+        async with self._sess().get(
+            f"http://docker{prefix}/events", params={"filters": json.dumps(filters)},
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=REQUEST_TIMEOUT_S),
+        ) as resp:
+            resp.raise_for_status()
+            async for line in resp.content:
+                if line.strip():
+                    yield json.loads(line)

@@ -1,0 +1,289 @@
+"""Every kernel networking call: veths, bridges, addresses, routes, namespaces.
+
+pyroute2's IPRoute is synchronous; each public coroutine here runs its work in a
+thread so the event loop never blocks. Work inside another network namespace runs
+in a fresh thread that entered it with setns(2): namespaces are per thread, so the
+pool's threads are never left in a container's namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any, TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError as PyNetlinkError
+
+from .errors import NetlinkError, OptionError
+
+LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CLONE_NEWNET = 0x40000000
+MAIN_TABLE = 254
+RTPROT_KERNEL = 2
+RT_SCOPE_LINK = 253
+AF_INET = socket.AF_INET
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def setns_path(path: str) -> None:
+    """Move the calling thread into the network namespace at `path`."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({path}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+async def run_in_netns(path: str | None, fn: Callable[[], T]) -> T:
+    """Run `fn` in a fresh thread inside the namespace at `path` (None: the host's)."""
+    if path is None:
+        return await asyncio.to_thread(fn)
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[T] = loop.create_future()
+
+    def deliver(result: T | None, exc: BaseException | None) -> None:
+        if fut.done():
+            return
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)  # type: ignore[arg-type]
+
+    def body() -> None:
+        try:
+            setns_path(path)
+            result = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            loop.call_soon_threadsafe(deliver, None, exc)
+        else:
+            loop.call_soon_threadsafe(deliver, result, None)
+
+    threading.Thread(target=body, name=f"netns:{os.path.basename(path)}", daemon=True).start()
+    return await fut
+
+
+def is_netns(path: str) -> bool:
+    """True when `path` is a mounted network namespace (not just a placeholder file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        # NS_GET_NSTYPE ioctl would be exact; comparing the device with /proc works too:
+        # a bind-mounted nsfs file lives on the nsfs device, a placeholder does not.
+        return os.fstat(fd).st_dev == os.stat("/proc/self/ns/net").st_dev
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route to hand to Docker or apply in a container: gateway None means on-link."""
+
+    destination: IPv4Network
+    gateway: IPv4Address | None
+
+
+@dataclass(frozen=True)
+class BridgeInfo:
+    """What the plugin needs to know about the LAN bridge."""
+
+    name: str
+    index: int
+    addresses: tuple[IPv4Interface, ...]
+    default_gateway: IPv4Address | None
+    routes: tuple[Route, ...]
+
+
+def _attr(msg: Any, name: str) -> Any:
+    return msg.get_attr(name) if hasattr(msg, "get_attr") else msg.get(name)
+
+
+def _link_kind(link: Any) -> str | None:
+    info = _attr(link, "IFLA_LINKINFO")
+    if not info:
+        return None
+    return info.get_attr("IFLA_INFO_KIND")  # type: ignore[no-any-return]
+
+
+def _bridge_info(name: str) -> BridgeInfo:
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            raise OptionError(
+                f"bridge {name!r} does not exist: create it first (ip link add {name} type "
+                "bridge) and attach your LAN interface to it, or name an existing bridge"
+            )
+        index = idx[0]
+        link = ipr.get_links(index)[0]
+        kind = _link_kind(link)
+        if kind != "bridge":
+            raise OptionError(
+                f"interface {name!r} is a {kind or 'plain interface'}, not a bridge: give "
+                "-o bridge= the name of a Linux bridge that holds your LAN interface"
+            )
+        addrs = tuple(
+            IPv4Interface(f"{_attr(a, 'IFA_ADDRESS')}/{a['prefixlen']}")
+            for a in ipr.get_addr(family=AF_INET, index=index)
+        )
+        gateway: IPv4Address | None = None
+        routes: dict[IPv4Network, Route] = {}
+        for r in ipr.route("dump", family=AF_INET):
+            if _attr(r, "RTA_TABLE") != MAIN_TABLE or _attr(r, "RTA_OIF") != index:
+                continue
+            dst_len = r["dst_len"]
+            dst = _attr(r, "RTA_DST") or "0.0.0.0"
+            gw = _attr(r, "RTA_GATEWAY")
+            net = IPv4Network(f"{dst}/{dst_len}", strict=False)
+            if dst_len == 0:
+                if gw and gateway is None:
+                    gateway = IPv4Address(gw)
+                continue
+            if r["proto"] == RTPROT_KERNEL and gw is None:
+                continue  # the bridge's own subnet: the container's address prefix covers it
+            routes.setdefault(net, Route(net, IPv4Address(gw) if gw else None))
+        return BridgeInfo(name, index, addrs, gateway, tuple(routes.values()))
+
+
+async def bridge_info(name: str) -> BridgeInfo:
+    """Look up the bridge; OptionError if it is missing or not a bridge."""
+    return await asyncio.to_thread(_bridge_info, name)
+
+
+def _create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None) -> str:
+    with IPRoute() as ipr:
+        peer: dict[str, Any] = {"ifname": cont_if}
+        if mac:
+            peer["address"] = mac
+        try:
+            ipr.link("add", ifname=host_if, kind="veth", peer=peer)
+        except PyNetlinkError as err:
+            if err.code != errno.EEXIST:
+                raise
+            # A leftover pair from a crashed attempt with the same endpoint: start clean.
+            ipr.link("del", ifname=host_if)
+            ipr.link("add", ifname=host_if, kind="veth", peer=peer)
+        h = ipr.link_lookup(ifname=host_if)[0]
+        c = ipr.link_lookup(ifname=cont_if)[0]
+        ipr.link("set", index=h, master=bridge_index, state="up")
+        ipr.link("set", index=c, state="up")
+        link = ipr.get_links(c)[0]
+        return str(_attr(link, "IFLA_ADDRESS"))
+
+
+async def create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None) -> str:
+    """Create a veth pair, host end enslaved to the bridge; both up. Returns the peer's MAC."""
+    try:
+        return await asyncio.to_thread(_create_veth, host_if, cont_if, bridge_index, mac)
+    except PyNetlinkError as err:
+        raise NetlinkError(f"could not create veth {host_if}/{cont_if}: {err}") from err
+
+
+def _delete_link(name: str) -> bool:
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            return False
+        try:
+            ipr.link("del", index=idx[0])
+        except PyNetlinkError as err:
+            if err.code in (errno.ENODEV, errno.ENOENT):
+                return False
+            raise
+        return True
+
+
+async def delete_link(name: str) -> bool:
+    """Delete an interface (and so its veth peer); False if it was already gone."""
+    try:
+        return await asyncio.to_thread(_delete_link, name)
+    except PyNetlinkError as err:
+        raise NetlinkError(f"could not delete {name}: {err}") from err
+
+
+def _link_names(prefix: str, masters: set[str] | None) -> list[str]:
+    with IPRoute() as ipr:
+        links = ipr.get_links()
+        by_index = {int(link["index"]): str(_attr(link, "IFLA_IFNAME")) for link in links}
+        out = []
+        for link in links:
+            name = by_index[int(link["index"])]
+            if not name.startswith(prefix):
+                continue
+            master = by_index.get(_attr(link, "IFLA_MASTER") or -1)
+            if masters is not None and master not in masters:
+                continue
+            out.append(name)
+        return out
+
+
+async def link_names(prefix: str, masters: set[str] | None = None) -> list[str]:
+    """Names of host interfaces starting with `prefix` (enslaved to one of `masters`)."""
+    return await asyncio.to_thread(_link_names, prefix, masters)
+
+
+async def link_exists(name: str) -> bool:
+    """True if the host has an interface with that name."""
+    return name in await link_names(name)
+
+
+def find_link_by_mac(ipr: Any, mac: str) -> tuple[int, str] | None:
+    """(index, name) of the interface with this MAC in ipr's namespace, or None."""
+    mac = mac.lower()
+    for link in ipr.get_links():
+        if str(_attr(link, "IFLA_ADDRESS") or "").lower() == mac:
+            return int(link["index"]), str(_attr(link, "IFLA_IFNAME"))
+    return None
+
+
+def link_addresses(ipr: Any, index: int) -> list[IPv4Interface]:
+    """IPv4 addresses configured on an interface."""
+    return [
+        IPv4Interface(f"{_attr(a, 'IFA_ADDRESS')}/{a['prefixlen']}")
+        for a in ipr.get_addr(family=AF_INET, index=index)
+    ]
+
+
+def apply_lease(
+    ipr: Any,
+    index: int,
+    old: IPv4Interface | None,
+    new: IPv4Interface,
+    gateway: IPv4Address | None,
+    routes: list[Route],
+) -> None:
+    """Put `new` on the interface in place of `old`, with the default route and extra routes."""
+    if old is not None and old != new:
+        try:
+            ipr.addr("del", index=index, address=str(old.ip), prefixlen=old.network.prefixlen)
+        except PyNetlinkError as err:
+            if err.code != errno.EADDRNOTAVAIL:
+                raise
+    try:
+        ipr.addr("add", index=index, address=str(new.ip), prefixlen=new.network.prefixlen)
+    except PyNetlinkError as err:
+        if err.code != errno.EEXIST:
+            raise
+    for route in routes:
+        spec: dict[str, Any] = {"dst": str(route.destination), "oif": index}
+        if route.gateway is not None:
+            spec["gateway"] = str(route.gateway)
+        else:
+            spec["scope"] = RT_SCOPE_LINK
+        ipr.route("replace", **spec)
+    if gateway is not None:
+        ipr.route("replace", dst="0.0.0.0/0", gateway=str(gateway), oif=index)

@@ -1,0 +1,199 @@
+"""Start-up and background reconciliation: the store vs the kernel vs Docker.
+
+Every task here has one owner (Reconciler) that cancels and awaits it. Docker is only
+ever asked from these background tasks, so dockerd starting up (and not yet serving
+its API) can never deadlock against a plugin request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from ipaddress import IPv4Network
+from typing import Any
+
+from . import netlink
+from .docker_api import DockerClient
+from .driver import HOST_IF_PREFIX, Driver, Endpoint
+
+LOG = logging.getLogger(__name__)
+
+DIE_GRACE_S = 5.0
+"""After a container dies, give Docker this long to send Leave/DeleteEndpoint itself."""
+NEW_ENDPOINT_GRACE_S = 30.0
+"""An endpoint younger than this may not be visible in Docker yet: the sweep spares it."""
+RETRY_S = 5.0
+
+
+class Reconciler:
+    """Owns the background tasks that keep the plugin's view in line with reality."""
+
+    def __init__(self, driver: Driver, *, docker_socket: str | None,
+                 sweep_interval_s: float) -> None:
+        self.driver = driver
+        self.docker = DockerClient(docker_socket)
+        self.sweep_interval_s = sweep_interval_s
+        self._tasks: list[asyncio.Task[None]] = []
+        self._born: dict[str, float] = {}
+
+    async def adopt_from_kernel(self) -> None:
+        """Resume keepers for endpoints whose container still runs; clean the rest."""
+        for ep in list(self.driver.endpoints.values()):
+            self._born[ep.id] = time.monotonic()
+            host_exists = await netlink.link_exists(ep.host_if)
+            if not host_exists:
+                LOG.info("endpoint %s: veth %s is gone; forgetting it", ep.id[:12], ep.host_if)
+                await self.driver.remove_endpoint(ep, release=False)
+                continue
+            if ep.sandbox and netlink.is_netns(ep.sandbox) and ep.lease is not None:
+                LOG.info("endpoint %s: re-adopting %s in %s", ep.id[:12], ep.lease.address,
+                         ep.sandbox)
+                self.driver.start_keeper(ep)
+            elif ep.sandbox:
+                LOG.info("endpoint %s: its container stopped while the plugin was away; "
+                         "cleaning up", ep.id[:12])
+                await self.driver.remove_endpoint(ep, release=True)
+
+    def start(self) -> None:
+        """Start the Docker watcher and the sweep."""
+        self._tasks.append(asyncio.create_task(self._events(), name="docker-events"))
+        self._tasks.append(asyncio.create_task(self._sweep_forever(), name="sweep"))
+
+    async def close(self) -> None:
+        """Cancel and await every task; close the Docker client."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.docker.close()
+
+    # ---- Docker networks: IPAM pools for the conflict check ---------------------------------
+    async def refresh_pools(self) -> None:
+        """Remember the subnets of Docker networks that have a real IPAM pool."""
+        pools: list[tuple[str, IPv4Network]] = []
+        for net in await self.docker.networks():
+            if net.get("Id") in self.driver.networks:
+                continue
+            for cfg in (net.get("IPAM") or {}).get("Config") or []:
+                with contextlib.suppress(ValueError, TypeError):
+                    subnet = IPv4Network(cfg.get("Subnet", ""), strict=False)
+                    pools.append((str(net.get("Name")), subnet))
+        self.driver.docker_pools = pools
+
+    # ---- events ------------------------------------------------------------------------------
+    async def _events(self) -> None:
+        filters = {"type": ["network", "container"],
+                   "event": ["connect", "create", "destroy", "die"]}
+        while True:
+            try:
+                await self.refresh_pools()
+                await self.learn_all()
+                async for event in self.docker.events(filters):
+                    await self._on_event(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - Docker may be down; try again later
+                LOG.debug("Docker events unavailable (%s); retrying in %gs", err, RETRY_S)
+            await asyncio.sleep(RETRY_S)
+
+    async def _on_event(self, event: dict[str, Any]) -> None:
+        kind, action = event.get("Type"), event.get("Action")
+        actor = event.get("Actor") or {}
+        attrs = actor.get("Attributes") or {}
+        if kind == "network":
+            if action in ("create", "destroy"):
+                await self.refresh_pools()
+            elif action == "connect" and actor.get("ID") in self.driver.networks:
+                container = attrs.get("container")
+                if container:
+                    await self.learn(container)
+        elif kind == "container" and action in ("die", "destroy"):
+            cid = actor.get("ID", "")
+            eps = [ep for ep in self.driver.endpoints.values() if ep.container_id == cid]
+            if eps:
+                self._tasks.append(asyncio.create_task(self._after_death(cid, eps)))
+
+    async def learn_all(self) -> None:
+        """Map every running container on our networks to its endpoints."""
+        for c in await self.docker.containers():
+            nets = ((c.get("NetworkSettings") or {}).get("Networks") or {}).values()
+            ours = {n.get("EndpointID") for n in nets} & set(self.driver.endpoints)
+            if ours:
+                await self.learn(c["Id"])
+
+    async def learn(self, container_id: str) -> None:
+        """Record the container and its host name on each of our endpoints it has."""
+        info = await self.docker.inspect_container(container_id)
+        hostname = (info.get("Config") or {}).get("Hostname") or None
+        nets = ((info.get("NetworkSettings") or {}).get("Networks") or {}).values()
+        for n in nets:
+            ep = self.driver.endpoints.get(n.get("EndpointID", ""))
+            if ep is None:
+                continue
+            ep.container_id = info.get("Id", container_id)
+            ep.hostname = hostname
+            self.driver.store.set_container(ep.id, ep.container_id, hostname)
+            wanted = ep.wanted_hostname
+            LOG.info("endpoint %s belongs to container %s (host name %s)", ep.id[:12],
+                     ep.container_id[:12], wanted)
+            if wanted and ep.keeper is not None:
+                ep.keeper.set_hostname(wanted)
+
+    async def _after_death(self, container_id: str, eps: list[Endpoint]) -> None:
+        await asyncio.sleep(DIE_GRACE_S)
+        for ep in eps:
+            if self.driver.endpoints.get(ep.id) is not ep:
+                continue  # Docker tore it down itself
+            try:
+                info = await self.docker.inspect_container(container_id)
+                running = bool((info.get("State") or {}).get("Running"))
+            except Exception as err:  # noqa: BLE001
+                if "404" not in str(err):
+                    LOG.info("endpoint %s: cannot ask Docker (%s); leaving it alone",
+                             ep.id[:12], err)
+                    continue
+                running = False
+            if not running:
+                LOG.info("endpoint %s: container %s is gone but Docker never removed the "
+                         "endpoint; cleaning up", ep.id[:12], container_id[:12])
+                await self.driver.remove_endpoint(ep, release=True)
+
+    # ---- sweep -------------------------------------------------------------------------------
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval_s)
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - never act on an API error
+                LOG.debug("sweep skipped: %s", err)
+
+    async def sweep(self) -> None:
+        """Remove endpoints (and stray veths) that no Docker network knows any more."""
+        known: set[str] = set()
+        for net_id in list(self.driver.networks):
+            try:
+                net = await self.docker.get(f"/networks/{net_id}")
+            except Exception as err:
+                if "404" in str(err):
+                    continue
+                raise
+            known.update(c.get("EndpointID", "") for c in (net.get("Containers") or {}).values())
+        now = time.monotonic()
+        for ep in list(self.driver.endpoints.values()):
+            born = self._born.setdefault(ep.id, now)
+            if ep.id in known or now - born < NEW_ENDPOINT_GRACE_S:
+                continue
+            LOG.info("sweep: endpoint %s is unknown to Docker; cleaning up", ep.id[:12])
+            await self.driver.remove_endpoint(ep, release=True)
+        ours = {ep.host_if for ep in self.driver.endpoints.values()}
+        bridges = {net.options.bridge for net in self.driver.networks.values()}
+        for name in await netlink.link_names(HOST_IF_PREFIX, masters=bridges):
+            if name not in ours:
+                LOG.info("sweep: removing stray veth %s", name)
+                await netlink.delete_link(name)
