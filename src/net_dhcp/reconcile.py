@@ -15,6 +15,7 @@ from ipaddress import IPv4Network
 from typing import Any
 
 from . import netlink
+from .config import valid_hostname
 from .docker_api import DockerClient
 from .driver import HOST_IF_PREFIX, Driver, Endpoint
 
@@ -129,6 +130,10 @@ class Reconciler:
         """Record the container and its host name on each of our endpoints it has."""
         info = await self.docker.inspect_container(container_id)
         hostname = (info.get("Config") or {}).get("Hostname") or None
+        if hostname and not valid_hostname(hostname):
+            LOG.warning("container %s: host name %r is not a valid DHCP host name (RFC 1123); "
+                        "not sending it", container_id[:12], hostname)
+            hostname = None
         nets = ((info.get("NetworkSettings") or {}).get("Networks") or {}).values()
         for n in nets:
             ep = self.driver.endpoints.get(n.get("EndpointID", ""))
