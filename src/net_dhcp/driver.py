@@ -90,6 +90,8 @@ class Driver:
         self.networks: dict[str, Network] = {}
         self.endpoints: dict[str, Endpoint] = {}
         self.docker_pools: list[tuple[str, IPv4Network]] = []
+        self.creating: set[str] = set()
+        """Host-side veth names of endpoints being created (not yet in `endpoints`)."""
         self._closing = False
 
     # ---- state --------------------------------------------------------------------------
@@ -183,13 +185,17 @@ class Driver:
         bridge = await netlink.bridge_info(net.options.bridge)
         suffix = endpoint_id[:IF_ID_LEN]
         host_if, cont_if = HOST_IF_PREFIX + suffix, CONT_IF_PREFIX + suffix
-        await netlink.create_veth(host_if, cont_if, bridge.index, mac)
+        self.creating.add(host_if)
         try:
-            lease = await self._acquire(net, cont_if, mac, ep_opts.hostname)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await netlink.delete_link(host_if)
-            raise
+            await netlink.create_veth(host_if, cont_if, bridge.index, mac)
+            try:
+                lease = await self._acquire(net, cont_if, mac, ep_opts.hostname)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await netlink.delete_link(host_if)
+                raise
+        finally:
+            self.creating.discard(host_if)
         ep = Endpoint(id=endpoint_id, network_id=network_id, host_if=host_if, cont_if=cont_if,
                       mac=mac, options=ep_opts, lease=lease)
         self.store.add_endpoint(endpoint_id=endpoint_id, network_id=network_id,
@@ -250,6 +256,11 @@ class Driver:
                 gateway = bridge.default_gateway
         routes = _join_routes(lease, [] if net.options.skip_routes or bridge is None
                               else list(bridge.routes))
+        if routes and sandbox and netlink.is_netns(sandbox):
+            # `docker network connect` to a running container: a route it already has
+            # (e.g. 169.254.0.0/16 from another network) would fail the whole connect.
+            present = await netlink.run_in_netns(sandbox, _route_destinations)
+            routes = [r for r in routes if r["Destination"] not in present]
         reply: dict[str, Any] = {
             "InterfaceName": {"SrcName": ep.cont_if, "DstPrefix": "eth"},
             "DisableGatewayService": True,
@@ -430,6 +441,11 @@ def _join_routes(lease: Lease, bridge_routes: list[netlink.Route]) -> list[dict[
             out.append({"Destination": str(route.destination), "RouteType": 0,
                         "NextHop": str(route.gateway)})
     return out
+
+
+def _route_destinations() -> set[str]:
+    with IPRoute() as ipr:
+        return {str(r.destination) for r in netlink.main_routes(ipr)}
 
 
 def _lookup_mac(mac: str) -> tuple[int, str] | None:

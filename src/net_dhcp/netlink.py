@@ -241,6 +241,19 @@ async def link_exists(name: str) -> bool:
     return name in await link_names(name)
 
 
+def main_routes(ipr: Any) -> list[Route]:
+    """IPv4 routes of the main table in ipr's namespace (default route included)."""
+    out = []
+    for r in ipr.route("dump", family=AF_INET):
+        if _attr(r, "RTA_TABLE") != MAIN_TABLE:
+            continue
+        dst = _attr(r, "RTA_DST") or "0.0.0.0"
+        gw = _attr(r, "RTA_GATEWAY")
+        out.append(Route(IPv4Network(f"{dst}/{r['dst_len']}", strict=False),
+                         IPv4Address(gw) if gw else None))
+    return out
+
+
 def find_link_by_mac(ipr: Any, mac: str) -> tuple[int, str] | None:
     """(index, name) of the interface with this MAC in ipr's namespace, or None."""
     mac = mac.lower()

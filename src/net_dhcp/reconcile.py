@@ -38,6 +38,7 @@ class Reconciler:
         self.sweep_interval_s = sweep_interval_s
         self._tasks: list[asyncio.Task[None]] = []
         self._born: dict[str, float] = {}
+        self._strays: set[str] = set()
 
     async def adopt_from_kernel(self) -> None:
         """Resume keepers for endpoints whose container still runs; clean the rest."""
@@ -77,12 +78,14 @@ class Reconciler:
         """Remember the subnets of Docker networks that have a real IPAM pool."""
         pools: list[tuple[str, IPv4Network]] = []
         for net in await self.docker.networks():
-            if net.get("Id") in self.driver.networks:
+            ipam = net.get("IPAM") or {}
+            if net.get("Id") in self.driver.networks or ipam.get("Driver") == "null":
                 continue
-            for cfg in (net.get("IPAM") or {}).get("Config") or []:
+            for cfg in ipam.get("Config") or []:
                 with contextlib.suppress(ValueError, TypeError):
                     subnet = IPv4Network(cfg.get("Subnet", ""), strict=False)
-                    pools.append((str(net.get("Name")), subnet))
+                    if subnet.prefixlen > 0:  # 0.0.0.0/0 is a null pool, not an allocation
+                        pools.append((str(net.get("Name")), subnet))
         self.driver.docker_pools = pools
 
     # ---- events ------------------------------------------------------------------------------
@@ -196,9 +199,13 @@ class Reconciler:
                 continue
             LOG.info("sweep: endpoint %s is unknown to Docker; cleaning up", ep.id[:12])
             await self.driver.remove_endpoint(ep, release=True)
-        ours = {ep.host_if for ep in self.driver.endpoints.values()}
+        # A veth of ours on one of our bridges that no endpoint owns, seen on two sweeps
+        # in a row (so never one that a CreateEndpoint in flight is setting up).
         bridges = {net.options.bridge for net in self.driver.networks.values()}
-        for name in await netlink.link_names(HOST_IF_PREFIX, masters=bridges):
-            if name not in ours:
-                LOG.info("sweep: removing stray veth %s", name)
-                await netlink.delete_link(name)
+        names = set(await netlink.link_names(HOST_IF_PREFIX, masters=bridges))
+        ours = {ep.host_if for ep in self.driver.endpoints.values()} | self.driver.creating
+        strays = names - ours
+        for name in strays & self._strays:
+            LOG.info("sweep: removing stray veth %s", name)
+            await netlink.delete_link(name)
+        self._strays = strays - self._strays

@@ -1,0 +1,19 @@
+# Targets: setup, lint, test, demo. Everything runs from .venv (made by scripts/setup.sh).
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup lint test demo
+
+setup:
+	bash scripts/setup.sh
+
+lint: setup
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
+
+# Unit tests first (fast, no root), then integration (namespaces + dnsmasq), then e2e (dockerd).
+test: setup lint
+	$(PY) -m pytest -v -rs tests/unit tests/integration tests/e2e
+
+demo: setup
+	$(PY) -m tests.lab demo

@@ -1,0 +1,255 @@
+"""Shared fixtures built on :mod:`tests.lab`.
+
+Session scope: ``dockerd`` (reused if one answers, else started and stopped at the end),
+``image`` (the busybox test image), ``plugin`` (one :class:`tests.lab.Plugin` for the session;
+a test that stops or kills it must start it again, or make its own ``Plugin``).
+Function scope: ``lan`` (a factory: ``lan(**DhcpLan kwargs) -> DhcpLan``, all closed and checked
+for leaks at teardown), ``docker_cleanup`` (``net_create(...)`` and ``run(...)`` helpers whose
+networks and containers are removed at teardown).
+
+Nothing here is autouse: tests under tests/unit need neither root nor docker. Fixtures that
+need root skip when not root; missing tools fail loudly (scripts/setup.sh installs them).
+Tests under tests/integration and tests/e2e get the ``integration`` / ``e2e`` marker.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.lab import (
+    DhcpLan,
+    DockerdHandle,
+    LabError,
+    Plugin,
+    docker,
+    ensure_dockerd,
+    ensure_image,
+    tail,
+)
+
+_HERE = Path(__file__).resolve().parent
+PLUGIN_TEST_ARGS = ("--renew-retry-min", "2", "--sweep-interval", "5")
+
+
+def require_root() -> None:
+    """Skip the calling test unless running as root."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (bridges, network namespaces, iptables, dnsmasq, dockerd)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        for tier in ("integration", "e2e"):
+            if (_HERE / tier) in path.parents and not item.get_closest_marker(tier):
+                item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+        item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """On failure, attach the logs of the lab pieces the test used."""
+    report = yield
+    if report.when == "teardown" or not report.failed:
+        return report
+    funcargs: dict[str, Any] = getattr(item, "funcargs", {})
+    plugin = funcargs.get("plugin")
+    if isinstance(plugin, Plugin):
+        report.sections.append(("plugin log (tail)", tail(plugin.log(), 60)))
+        report.sections.append(("plugin output (tail)", tail(plugin.output(), 30)))
+    factory = funcargs.get("lan")
+    if isinstance(factory, LanFactory):
+        for lab in factory.labs:
+            report.sections.append((f"dnsmasq log {lab.bridge} (tail)", tail(lab.log(), 40)))
+    handle = funcargs.get("dockerd")
+    if isinstance(handle, DockerdHandle) and handle.started:
+        report.sections.append(("dockerd log (tail)", handle.log_tail(40)))
+    return report
+
+
+# --------------------------------------------------------------------------- session
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[DockerdHandle]:
+    """A dockerd on the default socket (started if none answers, then stopped at the end)."""
+    require_root()
+    handle = ensure_dockerd()
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture(scope="session")
+def image(dockerd: DockerdHandle) -> str:
+    """The busybox test image (``docker import``-ed if missing)."""
+    return ensure_image()
+
+
+@pytest.fixture(scope="session")
+def plugin(dockerd: DockerdHandle) -> Iterator[Plugin]:
+    """The plugin under test, one per session; its name is the Docker driver name."""
+    require_root()
+    # Short retransmission and sweep intervals so renewal and clean-up tests finish fast.
+    p = Plugin(extra_args=PLUGIN_TEST_ARGS)
+    try:
+        p.start()
+        yield p
+    finally:
+        p.close()
+
+
+# --------------------------------------------------------------------------- function
+
+
+class LanFactory:
+    """``lan(**kwargs)`` makes a :class:`DhcpLan`; every lab is closed at teardown."""
+
+    def __init__(self) -> None:
+        self.labs: list[DhcpLan] = []
+
+    def __call__(self, **kwargs: Any) -> DhcpLan:
+        lab = DhcpLan(**kwargs)
+        self.labs.append(lab)
+        return lab
+
+    def close(self) -> list[str]:
+        problems: list[str] = []
+        for lab in reversed(self.labs):
+            problems += lab.close()
+        return problems
+
+
+@pytest.fixture
+def lan() -> Iterator[LanFactory]:
+    """A factory of DHCP LANs (bridge + dnsmasq namespace), torn down after the test."""
+    require_root()
+    factory = LanFactory()
+    try:
+        yield factory
+    finally:
+        problems = factory.close()
+    if problems:
+        pytest.fail("lab teardown left problems:\n" + "\n".join(problems))
+
+
+class DockerCleanup:
+    """Creates Docker networks and containers for a test and removes them afterwards."""
+
+    def __init__(self, default_driver: Callable[[], str], host: str | None = None) -> None:
+        self._default_driver = default_driver
+        self.host = host
+        self.networks: list[str] = []
+        self.containers: list[str] = []
+
+    def docker(self, *args: str, check: bool = True,
+               timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        return docker(*args, check=check, timeout=timeout, host=self.host)
+
+    def track_network(self, name: str) -> str:
+        if name not in self.networks:
+            self.networks.append(name)
+        return name
+
+    def track_container(self, name: str) -> str:
+        if name not in self.containers:
+            self.containers.append(name)
+        return name
+
+    def net_create(self, bridge: str | None = None, *, name: str | None = None,
+                   driver: str | None = None, options: Mapping[str, str] | None = None,
+                   ipam_null: bool = True, args: Sequence[str] = (),
+                   check: bool = True) -> str:
+        """``docker network create -d DRIVER [--ipam-driver null] [-o bridge=BR] ...``.
+
+        ``driver`` defaults to the session plugin's name. Returns the network name (tracked
+        even if creation fails, so a half-made network is still removed).
+        """
+        name = self.track_network(name or f"nd-net-{secrets.token_hex(3)}")
+        cmd = ["network", "create", "-d", driver or self._default_driver()]
+        if ipam_null:
+            cmd += ["--ipam-driver", "null"]
+        if bridge:
+            cmd += ["-o", f"bridge={bridge}"]
+        for k, v in (options or {}).items():
+            cmd += ["-o", f"{k}={v}"]
+        self.docker(*cmd, *args, name, check=check)
+        return name
+
+    def run(self, image: str, *cmd: str, network: str | None = None, name: str | None = None,
+            mac: str | None = None, detach: bool = False, rm: bool | None = None,
+            init: bool = True, args: Sequence[str] = (), check: bool = True,
+            timeout: float = 120.0) -> ContainerRun:
+        """``docker run`` a container (tracked for removal); ``rm`` defaults to not ``detach``."""
+        name = self.track_container(name or f"nd-ctr-{secrets.token_hex(4)}")
+        argv = ["run", "--name", name]
+        if detach:
+            argv.append("-d")
+        if rm if rm is not None else not detach:
+            argv.append("--rm")
+        if init:
+            argv.append("--init")
+        if network:
+            argv += ["--network", network]
+        if mac:
+            argv += ["--mac-address", mac]
+        res = self.docker(*argv, *args, image, *cmd, check=check, timeout=timeout)
+        return ContainerRun(res.args, res.returncode, res.stdout, res.stderr, name=name)
+
+    def cleanup(self) -> list[str]:
+        problems: list[str] = []
+        for c in reversed(self.containers):
+            try:
+                res = self.docker("rm", "-f", "-v", c, check=False, timeout=60)
+                if res.returncode != 0 and "No such container" not in res.stderr:
+                    problems.append(f"docker rm -f {c}: {res.stderr.strip()}")
+            except LabError as err:
+                problems.append(str(err))
+        for n in reversed(self.networks):
+            try:
+                res = self.docker("network", "rm", n, check=False, timeout=60)
+                if res.returncode != 0 and "not found" not in res.stderr \
+                        and "No such network" not in res.stderr:
+                    problems.append(f"docker network rm {n}: {res.stderr.strip()}")
+            except LabError as err:
+                problems.append(str(err))
+        return problems
+
+
+class ContainerRun(subprocess.CompletedProcess[str]):
+    """A ``docker run`` result that also knows the container's name."""
+
+    def __init__(self, args: Any, returncode: int, stdout: str, stderr: str, *,
+                 name: str) -> None:
+        super().__init__(args, returncode, stdout, stderr)
+        self.name = name
+
+
+@pytest.fixture
+def docker_cleanup(request: pytest.FixtureRequest, dockerd: DockerdHandle,
+                   lan: LanFactory) -> Iterator[DockerCleanup]:
+    """Track the networks/containers a test makes; remove them (containers first) afterwards.
+
+    Depends on ``lan`` so that containers and networks go before the labs' bridges do.
+    """
+
+    def default_driver() -> str:
+        p = request.getfixturevalue("plugin")
+        assert isinstance(p, Plugin)
+        return p.name
+
+    tracker = DockerCleanup(default_driver, host=dockerd.host)
+    try:
+        yield tracker
+    finally:
+        problems = tracker.cleanup()
+    if problems:
+        pytest.fail("docker cleanup failed:\n" + "\n".join(problems))
