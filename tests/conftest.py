@@ -35,7 +35,7 @@ from tests.lab import (
 )
 
 _HERE = Path(__file__).resolve().parent
-PLUGIN_TEST_ARGS = ("--renew-retry-min", "2", "--sweep-interval", "5")
+PLUGIN_TEST_ARGS = ("--renew-retry-min", "2", "--renew-retry-max", "3", "--sweep-interval", "5")
 
 
 def require_root() -> None:

@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="how often to look for endpoints Docker no longer has (default 60)")
     s.add_argument("--renew-retry-min", type=float, default=RENEW_RETRY_MIN_S, metavar="SECONDS",
                    help="shortest wait between renewal retransmissions (RFC 2131: 60)")
+    s.add_argument("--renew-retry-max", type=float, default=float("inf"), metavar="SECONDS",
+                   help="longest wait between renewal retransmissions (default: none, "
+                        "RFC 2131 waits half the remaining time)")
     return p
 
 
@@ -73,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(
             socket=Path(args.socket), state_dir=Path(args.state_dir),
             docker_socket=args.docker_socket, sweep_interval_s=args.sweep_interval,
-            timing=Timing(renew_retry_min_s=args.renew_retry_min),
+            timing=Timing(renew_retry_min_s=args.renew_retry_min,
+                          renew_retry_max_s=args.renew_retry_max),
         )
         asyncio.run(serve(settings))
         return 0

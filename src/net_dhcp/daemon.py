@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from .reconcile import Reconciler
 from .store import Store
 
 LOG = logging.getLogger(__name__)
+
+WORKER_THREADS = 4
+"""Threads for blocking netlink calls in the host namespace (namespace work gets its own)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class Settings:
 
 async def serve(settings: Settings) -> None:
     """Serve the plugin socket; on SIGTERM stop without releasing running containers."""
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="netlink"))
     store = Store(settings.state_dir)
     driver = Driver(store, timing=settings.timing)
     driver.load()

@@ -393,10 +393,13 @@ class Driver:
             found = await netlink.run_in_netns(ep.sandbox, lambda: _lookup_mac(ep.mac))
             if found is not None:
                 where, ifname = ep.sandbox, found[1]
-        if where is None and not await netlink.link_exists(ep.cont_if):
-            LOG.info("endpoint %s: interface gone, no DHCPRELEASE for %s", ep.id[:12],
-                     lease.address)
-            return
+        if where is None:
+            if not await netlink.link_exists(ep.cont_if):
+                LOG.info("endpoint %s: interface gone, no DHCPRELEASE for %s", ep.id[:12],
+                         lease.address)
+                return
+            # Docker hands the container end back to the host down; we delete it next.
+            await netlink.set_up(ep.cont_if)
         sock = await netlink.run_in_netns(where, lambda: open_dhcp_socket(ifname,
                                                                           with_sink=False))
         try:

@@ -236,6 +236,21 @@ async def link_names(prefix: str, masters: set[str] | None = None) -> list[str]:
     return await asyncio.to_thread(_link_names, prefix, masters)
 
 
+def _set_up(name: str) -> None:
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if idx:
+            ipr.link("set", index=idx[0], state="up")
+
+
+async def set_up(name: str) -> None:
+    """Bring a host interface up (no-op if it is gone)."""
+    try:
+        await asyncio.to_thread(_set_up, name)
+    except PyNetlinkError as err:
+        raise NetlinkError(f"could not bring {name} up: {err}") from err
+
+
 async def link_exists(name: str) -> bool:
     """True if the host has an interface with that name."""
     return name in await link_names(name)

@@ -43,6 +43,7 @@ class Timing:
     init_first_retry_s: float = INIT_FIRST_RETRY_S
     init_max_retry_s: float = INIT_MAX_RETRY_S
     renew_retry_min_s: float = RENEW_RETRY_MIN_S
+    renew_retry_max_s: float = float("inf")
 
 
 @dataclass
@@ -299,6 +300,7 @@ class LeaseKeeper:
             except OSError as err:
                 LOG.warning("%s: could not send REQUEST: %s", self.name, err)
             wait = max(remaining / 2, min(self._timing.renew_retry_min_s, remaining))
+            wait = min(wait, self._timing.renew_retry_max_s)
             reply = await _wait_reply(self.sock, xid, wait,
                                       (codec.MessageType.ACK, codec.MessageType.NAK))
             if reply is None:
