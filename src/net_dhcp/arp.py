@@ -12,10 +12,10 @@ from .netlink import run_in_netns
 LOG = logging.getLogger(__name__)
 
 # RFC 5227 2.1.1 sends 3 probes 1-2 s apart; a host on a LAN answers within a few ms,
-# so two probes 20 ms apart and 30 ms of listening after the last keep start-up fast.
+# so two probes 10 ms apart and 20 ms of listening after the last keep start-up fast.
 PROBE_NUM = 2
-PROBE_INTERVAL_S = 0.02
-PROBE_LISTEN_S = 0.03
+PROBE_INTERVAL_S = 0.01
+PROBE_LISTEN_S = 0.02
 
 
 async def in_use(ifname: str, netns: str | None, ip: IPv4Address) -> bool:

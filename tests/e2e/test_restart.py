@@ -1,0 +1,47 @@
+"""Issue 4 (part): the plugin killed with SIGKILL while containers run loses nothing."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from tests.conftest import PLUGIN_TEST_ARGS, DockerCleanup, LanFactory
+from tests.e2e.test_lifecycle import T1, T2, container_ip
+from tests.e2e.test_plugin import our_veths
+from tests.lab import Plugin, random_mac, wait_until
+
+
+def test_sigkill_with_running_containers_keeps_and_renews_every_lease(
+        lan: LanFactory, docker_cleanup: DockerCleanup, image: str) -> None:
+    """NET_DHCP_KILL_N containers (default 5; the issue's full size is 20)."""
+    n = int(os.environ.get("NET_DHCP_KILL_N", "5"))
+    lab = lan(t1=T1, t2=T2)
+    p = Plugin(extra_args=PLUGIN_TEST_ARGS)
+    try:
+        p.start()
+        net = docker_cleanup.net_create(lab.bridge, driver=p.name)
+        macs = [random_mac() for _ in range(n)]
+        names = [docker_cleanup.run(image, "sleep", "600", network=net, mac=mac,
+                                    detach=True).name for mac in macs]
+        ips = [container_ip(docker_cleanup, name) for name in names]
+        assert len(set(ips)) == n
+        p.kill()
+        since = lab.log_offset()
+        p.start()
+        # Every container renews its own address (unicast REQUEST, ACK) before its T2,
+        # with no new DISCOVER and no RELEASE: the restarted plugin adopted them all.
+        for ip, mac in zip(ips, macs, strict=True):
+            lab.wait_for_log(rf"DHCPACK\(\w+\) {re.escape(ip)} {mac}", timeout=T2 * 3,
+                             since=since)
+        after = lab.log(since)
+        for mac in macs:
+            assert not re.search(rf"DHCP(DISCOVER|RELEASE)\(\w+\) .*{mac}", after)
+        assert [container_ip(docker_cleanup, name) for name in names] == ips
+        assert len(our_veths(lab.bridge)) == n
+        docker_cleanup.docker("rm", "-f", *names)
+        wait_until(lambda: our_veths(lab.bridge) == [], 30, "every veth to be removed")
+        for ip, mac in zip(ips, macs, strict=True):
+            lab.wait_for_log(rf"DHCPRELEASE\(\w+\) {re.escape(ip)} {mac}", timeout=15,
+                             since=since)
+    finally:
+        p.close()
