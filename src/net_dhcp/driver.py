@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -361,11 +362,14 @@ class Driver:
         )
         ep.keeper = keeper
         LOG.info("endpoint %s: keeping %s on %s in %s (renew in %.0fs)", ep.id[:12],
-                 ep.lease.address, ifname, sandbox, max(0.0, ep.lease.t1_at - _now()))
+                 ep.lease.address, ifname, sandbox, max(0.0, ep.lease.t1_at - time.time()))
         try:
             await keeper.run()
         except OSError as err:
             LOG.warning("endpoint %s: DHCP client stopped: %s", ep.id[:12], err)
+        except Exception:
+            LOG.exception("endpoint %s: DHCP client failed; its lease is no longer renewed",
+                          ep.id[:12])
         finally:
             sock.close()
 
@@ -375,7 +379,7 @@ class Driver:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        keeper, ep.keeper = ep.keeper, None
+        ep.keeper = None
         if release and not ep.released and ep.lease is not None:
             ep.released = True
             try:
@@ -383,7 +387,6 @@ class Driver:
             except Exception as err:  # noqa: BLE001 - a failed release never blocks teardown
                 LOG.warning("endpoint %s: DHCPRELEASE of %s failed: %s", ep.id[:12],
                             ep.lease.address, err)
-        del keeper
 
     async def _release(self, ep: Endpoint, lease: Lease) -> None:
         """Send DHCPRELEASE from wherever the container end is now (sandbox or host)."""
@@ -413,12 +416,6 @@ class Driver:
         self._closing = True
         for ep in list(self.endpoints.values()):
             await self._stop_keeper(ep, release=False)
-
-
-def _now() -> float:
-    import time
-
-    return time.time()
 
 
 def _str_field(req: dict[str, Any], name: str) -> str:

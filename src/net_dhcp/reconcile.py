@@ -184,18 +184,22 @@ class Reconciler:
     async def sweep(self) -> None:
         """Remove endpoints (and stray veths) that no Docker network knows any more."""
         known: set[str] = set()
+        checked: set[str] = set()
         for net_id in list(self.driver.networks):
             try:
                 net = await self.docker.get(f"/networks/{net_id}")
             except Exception as err:
                 if "404" in str(err):
+                    # Not a network of this dockerd: say nothing about its endpoints.
+                    LOG.debug("sweep: Docker does not know network %s", net_id[:12])
                     continue
                 raise
+            checked.add(net_id)
             known.update(c.get("EndpointID", "") for c in (net.get("Containers") or {}).values())
         now = time.monotonic()
         for ep in list(self.driver.endpoints.values()):
             born = self._born.setdefault(ep.id, now)
-            if ep.id in known or now - born < NEW_ENDPOINT_GRACE_S:
+            if ep.network_id not in checked or ep.id in known or now - born < NEW_ENDPOINT_GRACE_S:
                 continue
             LOG.info("sweep: endpoint %s is unknown to Docker; cleaning up", ep.id[:12])
             await self.driver.remove_endpoint(ep, release=True)
