@@ -24,7 +24,8 @@ async def forward_policy() -> tuple[str | None, list[str]]:
             exe, "-w", "2", "-S", "FORWARD",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
         )
-        out, _ = await asyncio.wait_for(proc.communicate(), 5.0)
+        async with asyncio.timeout(5.0):
+            out, _ = await proc.communicate()
     except (OSError, TimeoutError) as err:
         LOG.debug("could not read the FORWARD chain: %s", err)
         return None, []

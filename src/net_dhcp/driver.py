@@ -36,6 +36,7 @@ IF_ID_LEN = 12
 IFACE_WAIT_S = 60.0
 IFACE_POLL_FIRST_S = 0.02
 IFACE_POLL_MAX_S = 0.25
+KEEPER_STOP_S = 2.0
 
 
 def generated_mac(endpoint_id: str) -> str:
@@ -377,8 +378,11 @@ class Driver:
         task, ep.task = ep.task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            # Never let a keeper that fails to stop block Leave or DeleteEndpoint.
+            done, _ = await asyncio.wait({task}, timeout=KEEPER_STOP_S)
+            if not done:
+                LOG.error("endpoint %s: DHCP client did not stop within %gs; going on",
+                          ep.id[:12], KEEPER_STOP_S)
         ep.keeper = None
         if release and not ep.released and ep.lease is not None:
             ep.released = True

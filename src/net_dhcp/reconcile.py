@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from ipaddress import IPv4Network
 from typing import Any
 
@@ -36,7 +37,7 @@ class Reconciler:
         self.driver = driver
         self.docker = DockerClient(docker_socket)
         self.sweep_interval_s = sweep_interval_s
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._born: dict[str, float] = {}
         self._strays: set[str] = set()
 
@@ -60,17 +61,23 @@ class Reconciler:
 
     def start(self) -> None:
         """Start the Docker watcher and the sweep."""
-        self._tasks.append(asyncio.create_task(self._events(), name="docker-events"))
-        self._tasks.append(asyncio.create_task(self._sweep_forever(), name="sweep"))
+        self._spawn(self._events(), "docker-events")
+        self._spawn(self._sweep_forever(), "sweep")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `coro` as a task this reconciler owns until it ends (then it is forgotten)."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         """Cancel and await every task; close the Docker client."""
-        for task in self._tasks:
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._tasks.clear()
         await self.docker.close()
 
     # ---- Docker networks: IPAM pools for the conflict check ---------------------------------
@@ -119,7 +126,7 @@ class Reconciler:
             cid = actor.get("ID", "")
             eps = [ep for ep in self.driver.endpoints.values() if ep.container_id == cid]
             if eps:
-                self._tasks.append(asyncio.create_task(self._after_death(cid, eps)))
+                self._spawn(self._after_death(cid, eps), f"after-death:{cid[:12]}")
 
     async def learn_all(self) -> None:
         """Map every running container on our networks to its endpoints."""
@@ -161,7 +168,7 @@ class Reconciler:
                 running = bool((info.get("State") or {}).get("Running"))
             except Exception as err:  # noqa: BLE001
                 if "404" not in str(err):
-                    LOG.info("endpoint %s: cannot ask Docker (%s); leaving it alone",
+                    LOG.info("endpoint %s: cannot ask Docker (%r); leaving it alone",
                              ep.id[:12], err)
                     continue
                 running = False

@@ -84,8 +84,11 @@ async def _wait_reply(
         remaining = deadline - loop.time()
         if remaining <= 0:
             return None
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+        # cancellation that races with the reply, and a keeper would then never stop.
         try:
-            msg, mac = await asyncio.wait_for(sock.recv(), remaining)
+            async with asyncio.timeout(remaining):
+                msg, mac = await sock.recv()
         except TimeoutError:
             return None
         if msg.xid == xid and msg.message_type in kinds:
@@ -246,7 +249,8 @@ class LeaseKeeper:
         if delay <= 0:
             return False
         try:
-            await asyncio.wait_for(self._wake.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
         except TimeoutError:
             return False
         self._wake.clear()
