@@ -386,11 +386,25 @@ class Driver:
         ep.keeper = None
         if release and not ep.released and ep.lease is not None:
             ep.released = True
+            twin = self._same_client(ep)
+            if twin is not None:
+                # A restarted container reuses its MAC (--mac-address): the server sees one
+                # client, and releasing the stale endpoint would release the live one.
+                LOG.info("endpoint %s: no DHCPRELEASE, endpoint %s holds the same MAC %s",
+                         ep.id[:12], twin.id[:12], ep.mac)
+                return
             try:
                 await self._release(ep, ep.lease)
             except Exception as err:  # noqa: BLE001 - a failed release never blocks teardown
                 LOG.warning("endpoint %s: DHCPRELEASE of %s failed: %s", ep.id[:12],
                             ep.lease.address, err)
+
+    def _same_client(self, ep: Endpoint) -> Endpoint | None:
+        """Another endpoint the DHCP server would take for the same client, if any."""
+        for other in self.endpoints.values():
+            if other is not ep and other.mac == ep.mac:
+                return other
+        return None
 
     async def _release(self, ep: Endpoint, lease: Lease) -> None:
         """Send DHCPRELEASE from wherever the container end is now (sandbox or host)."""

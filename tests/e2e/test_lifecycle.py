@@ -222,3 +222,24 @@ def test_many_starts_and_stops_leak_nothing(
                 and lab.bridge in ln]
     releases = len(re.findall(r"DHCPRELEASE", lab.log()))
     assert releases >= n
+
+
+def test_endpoint_docker_never_knew_is_garbage_collected(
+        lan: LanFactory, docker_cleanup: DockerCleanup, plugin: Plugin) -> None:
+    """What dockerd leaves behind when it dies or restarts without tearing endpoints down."""
+    lab = lan()
+    net = docker_cleanup.net_create(lab.bridge)
+    net_id = docker_cleanup.docker("network", "inspect", "-f", "{{.Id}}", net).stdout.strip()
+    endpoint_id = secrets.token_hex(32)
+    mark = plugin.log_offset()
+    status, body = plugin.call("NetworkDriver.CreateEndpoint", {
+        "NetworkID": net_id, "EndpointID": endpoint_id, "Interface": {}, "Options": {}})
+    assert status == 200, body
+    ip = body["Interface"]["Address"].split("/")[0]
+    mac = body["Interface"]["MacAddress"]
+    assert len(our_veths(lab.bridge)) == 1
+    # No container owns it: after the sweep's grace period it is removed and released.
+    plugin.wait_for_log(rf"sweep: endpoint {endpoint_id[:12]} is unknown to Docker",
+                        timeout=90, since=mark)
+    wait_until(lambda: our_veths(lab.bridge) == [], 15, "the stale veth to be removed")
+    lab.wait_for_log(rf"DHCPRELEASE\(\w+\) {re.escape(ip)} {mac}", timeout=15)
