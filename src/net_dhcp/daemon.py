@@ -43,7 +43,8 @@ async def serve(settings: Settings) -> None:
     store = Store(settings.state_dir)
     driver = Driver(store, timing=settings.timing)
     driver.load()
-    reconciler = Reconciler(driver, docker_socket=settings.docker_socket,
+    reconciler = Reconciler(driver, driver_name=settings.socket.stem,
+                            docker_socket=settings.docker_socket,
                             sweep_interval_s=settings.sweep_interval_s)
     await reconciler.adopt_from_kernel()
 

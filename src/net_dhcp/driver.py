@@ -13,7 +13,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -37,6 +37,8 @@ IFACE_WAIT_S = 60.0
 IFACE_POLL_FIRST_S = 0.02
 IFACE_POLL_MAX_S = 0.25
 KEEPER_STOP_S = 2.0
+RECOVERED_LEASE_S = 24 * 3600.0
+"""How long a recovered address (server and expiry unknown) is kept with no server answer."""
 
 
 def generated_mac(endpoint_id: str) -> str:
@@ -114,6 +116,39 @@ class Driver:
             )
         LOG.info("loaded %d network(s) and %d endpoint(s) from %s", len(self.networks),
                  len(self.endpoints), self.store.path)
+
+    def recover_network(self, network_id: str, options: dict[str, Any], ipv6: bool) -> None:
+        """Re-create a network from the options Docker kept (state file lost)."""
+        opts = NetworkOptions.from_generic(dict(options), enable_ipv6=ipv6)
+        self.store.add_network(network_id, opts.to_json())
+        self.networks[network_id] = Network(network_id, opts)
+
+    async def recover_endpoint(self, *, network_id: str, endpoint_id: str, mac: str,
+                               address: str, sandbox: str) -> Endpoint | None:
+        """Re-adopt a running container's endpoint known only to Docker and the kernel.
+
+        The lease's server and times are unknown: the keeper starts straight in REBINDING
+        (broadcast REQUEST for the address the container has), and the server's ACK
+        restores the real lease. Until then the address is kept for RECOVERED_LEASE_S.
+        """
+        suffix = endpoint_id[:IF_ID_LEN]
+        host_if, cont_if = HOST_IF_PREFIX + suffix, CONT_IF_PREFIX + suffix
+        if not mac or not address or not await netlink.link_exists(host_if):
+            return None
+        iface = IPv4Interface(address)
+        lease = Lease(address=iface, server_id=IPv4Address(0), server_mac=b"",
+                      gateway=None, routes=(), dns=(), domain=None,
+                      lease_time_s=RECOVERED_LEASE_S, t1_s=0.0, t2_s=0.0,
+                      obtained_at=time.time())
+        ep = Endpoint(id=endpoint_id, network_id=network_id, host_if=host_if, cont_if=cont_if,
+                      mac=mac.lower(), options=EndpointOptions(), lease=lease, sandbox=sandbox)
+        self.store.add_endpoint(endpoint_id=endpoint_id, network_id=network_id,
+                                host_if=host_if, cont_if=cont_if, mac=ep.mac, options={},
+                                lease=lease.to_dict())
+        self.store.set_joined(endpoint_id, sandbox, True)
+        self.endpoints[endpoint_id] = ep
+        self.start_keeper(ep)
+        return ep
 
     def _network(self, network_id: str) -> Network:
         net = self.networks.get(network_id)

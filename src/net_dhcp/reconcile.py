@@ -32,9 +32,10 @@ RETRY_S = 5.0
 class Reconciler:
     """Owns the background tasks that keep the plugin's view in line with reality."""
 
-    def __init__(self, driver: Driver, *, docker_socket: str | None,
+    def __init__(self, driver: Driver, *, driver_name: str, docker_socket: str | None,
                  sweep_interval_s: float) -> None:
         self.driver = driver
+        self.driver_name = driver_name
         self.docker = DockerClient(docker_socket)
         self.sweep_interval_s = sweep_interval_s
         self._tasks: set[asyncio.Task[None]] = set()
@@ -102,6 +103,7 @@ class Reconciler:
         while True:
             try:
                 await self.refresh_pools()
+                await self.rebuild_from_docker()
                 await self.learn_all()
                 async for event in self.docker.events(filters):
                     await self._on_event(event)
@@ -127,6 +129,40 @@ class Reconciler:
             eps = [ep for ep in self.driver.endpoints.values() if ep.container_id == cid]
             if eps:
                 self._spawn(self._after_death(cid, eps), f"after-death:{cid[:12]}")
+
+    async def rebuild_from_docker(self) -> None:
+        """Recover networks and endpoints that Docker has and our state lost (e.g. a
+        corrupt or deleted state file): options from Docker's network, leases re-bound."""
+        for summary in await self.docker.networks():
+            if summary.get("Driver") != self.driver_name:
+                continue
+            net_id = str(summary.get("Id"))
+            if net_id not in self.driver.networks:
+                try:
+                    self.driver.recover_network(net_id, summary.get("Options") or {},
+                                                bool(summary.get("EnableIPv6")))
+                except Exception as err:  # noqa: BLE001 - one bad network must not stop us
+                    LOG.error("cannot recover network %s from Docker: %s", net_id[:12], err)
+                    continue
+                LOG.warning("recovered network %s (%s) from Docker's copy of its options",
+                            net_id[:12], summary.get("Name"))
+            net = await self.docker.get(f"/networks/{net_id}")
+            for cid, c in (net.get("Containers") or {}).items():
+                eid = c.get("EndpointID", "")
+                if not eid or eid in self.driver.endpoints:
+                    continue
+                info = await self.docker.inspect_container(cid)
+                settings = info.get("NetworkSettings") or {}
+                sandbox = settings.get("SandboxKey") or None
+                if not (info.get("State") or {}).get("Running") or not sandbox:
+                    continue
+                ep = await self.driver.recover_endpoint(
+                    network_id=net_id, endpoint_id=eid, mac=str(c.get("MacAddress", "")),
+                    address=str(c.get("IPv4Address", "")), sandbox=sandbox)
+                if ep is not None:
+                    self._born[ep.id] = time.monotonic()
+                    LOG.warning("recovered endpoint %s of container %s from Docker; "
+                                "re-binding its lease", eid[:12], cid[:12])
 
     async def learn_all(self) -> None:
         """Map every running container on our networks to its endpoints."""

@@ -52,3 +52,38 @@ def test_plugin_restart_with_running_containers_keeps_and_renews_every_lease(
                              since=since)
     finally:
         p.close()
+
+
+def test_corrupt_state_file_is_moved_aside_and_state_rebuilt_from_docker(
+        lan: LanFactory, docker_cleanup: DockerCleanup, image: str) -> None:
+    lab = lan(t1=T1, t2=T2)
+    p = Plugin(extra_args=PLUGIN_TEST_ARGS)
+    try:
+        p.start()
+        net = docker_cleanup.net_create(lab.bridge, driver=p.name)
+        mac = random_mac()
+        c = docker_cleanup.run(image, "sleep", "600", network=net, mac=mac, detach=True)
+        ip = container_ip(docker_cleanup, c.name)
+        p.stop()
+        db = p.state_dir / "net-dhcp.sqlite3"
+        for extra in p.state_dir.glob("net-dhcp.sqlite3-*"):
+            extra.unlink()
+        db.write_bytes(b"\x00garbage, not SQLite\x00" * 64)
+        since, mark = lab.log_offset(), p.log_offset()
+        p.start()
+        p.wait_for_log(r"state file .* is unreadable .* moved it to", timeout=10, since=mark)
+        p.wait_for_log(r"recovered network", timeout=30, since=mark)
+        p.wait_for_log(r"recovered endpoint", timeout=30, since=mark)
+        # The running container's lease is re-bound (broadcast REQUEST, ACK), unchanged.
+        lab.wait_for_log(rf"DHCPACK\(\w+\) {re.escape(ip)} {mac}", timeout=T2 * 3, since=since)
+        assert container_ip(docker_cleanup, c.name) == ip
+        # The recovered network takes new containers, with the options Docker kept.
+        out = docker_cleanup.run(image, "ip", "-4", "addr", "show", "eth0", network=net).stdout
+        assert lab.subnet.network_address.exploded.rsplit(".", 1)[0] in out
+        # And the recovered endpoint is torn down and released like any other.
+        docker_cleanup.docker("rm", "-f", c.name)
+        wait_until(lambda: our_veths(lab.bridge) == [], 30, "every veth to be removed")
+        lab.wait_for_log(rf"DHCPRELEASE\(\w+\) {re.escape(ip)} {mac}", timeout=15, since=since)
+        assert list(p.state_dir.glob("net-dhcp.sqlite3.corrupt-*"))
+    finally:
+        p.close()
