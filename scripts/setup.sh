@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the tests need and (re)build .venv. Idempotent; run as root; quiet on success.
-#   - system packages (Debian): dockerd, dnsmasq, static busybox, iproute2, iptables, kmod, make
+#   - system packages (Debian): dockerd, dnsmasq, static busybox, iproute2, iptables, kmod, make,
+#     python3 with venv
 #   - .venv with python3 (>= 3.11) and `pip install -e '.[test]'`, redone only when
 #     pyproject.toml changed since the last successful install (hash kept in .venv).
 # Environment: PYTHON (default python3) picks the interpreter for a new .venv.
@@ -34,6 +35,8 @@ for cmd in dockerd dnsmasq ip iptables modprobe make; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
 done
 static_busybox || missing+=("busybox-static")
+# A Python that can make a venv (Debian's python3 needs python3-venv for ensurepip).
+"${PYTHON:-python3}" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=("python3-venv")
 
 if [ "${#missing[@]}" -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || die "missing ${missing[*]}, and installing needs root"
@@ -41,7 +44,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     quiet apt-get update
     quiet apt-get install -y --no-install-recommends \
-        docker.io dnsmasq-base busybox-static iproute2 iptables kmod make
+        docker.io dnsmasq-base busybox-static iproute2 iptables kmod make python3 python3-venv
     for cmd in dockerd dnsmasq ip iptables; do
         command -v "$cmd" >/dev/null 2>&1 || die "$cmd still missing after apt-get install"
     done

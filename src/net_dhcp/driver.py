@@ -1,8 +1,8 @@
 """The network driver's use cases: networks, endpoints, join, leave. Orchestration only.
 
 Kernel work goes through netlink.py, DHCP through dhcp4/, state through store.py.
-Nothing here calls the Docker API: what Docker knows reaches us through
-`DockerWatcher` (watcher.py) in the background.
+Nothing here calls the Docker API: what Docker knows reaches us through the
+background `Reconciler` (reconcile.py).
 """
 
 from __future__ import annotations
