@@ -21,3 +21,4 @@ demo: setup
 # Prints what net-dhcp adds to `docker run`, as ratios measured in one run (asserts nothing).
 bench: setup
 	$(PY) -m bench.bench_start
+	$(PY) -m bench.bench_scale
