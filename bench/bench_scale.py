@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def main() -> int:
     lab = DhcpLan(t1=5, t2=8, range_start=None, range_end=None)
     lab.stop_dnsmasq()
     lab.start_dnsmasq(range_start=lab.address(2), range_end=lab.address(250))
-    plugin = Plugin(log_level="info")
+    plugin = Plugin(log_level=os.environ.get("LOG_LEVEL", "info"))
     net = "nd-bench-" + lab.id
     names: list[str] = []
     try:
@@ -56,14 +57,23 @@ def main() -> int:
             names.append(name)
         start_s = time.perf_counter() - t
         since = lab.log_offset()
-        t = time.perf_counter()
+        t, wall = time.perf_counter(), time.time()
         pending = set(macs)
         while pending and time.perf_counter() - t < 120:
+            # A renewal moves the lease's expiry in dnsmasq's lease file past wall + lease
+            # time; its log (which may drop lines under load) is the second witness.
             log = lab.log(since)
-            pending = {m for m in pending if not re.search(rf"DHCPACK\(\w+\) \S+ {m}", log)}
+            renewed = {lease.mac for lease in lab.leases() if lease.expiry >= wall + 119}
+            pending = {m for m in pending
+                       if m not in renewed and not re.search(rf"DHCPACK\(\w+\) \S+ {m}", log)}
             time.sleep(0.5)
         renew_s = time.perf_counter() - t
         busy = _proc(pid)
+        if pending:
+            os.kill(pid, signal.SIGUSR1)  # thread stacks into the plugin's output file
+            time.sleep(1)
+            print(f"  not renewed: {sorted(pending)[:5]} (plugin log: {plugin.log_file}, "
+                  f"stacks: {plugin.output_file})")
         print(f"{args.n} containers on one plugin process:")
         print(f"  starts: {start_s:.1f} s in all, {start_s / args.n * 1000:.0f} ms each "
               "(sequential docker run -d)")

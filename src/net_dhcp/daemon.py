@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
@@ -62,6 +63,8 @@ async def serve(settings: Settings) -> None:
     os.chmod(settings.socket, 0o600)
     LOG.info("listening on %s (state in %s)", settings.socket, store.path)
 
+    # `kill -USR1 <pid>` dumps every thread's stack to standard error, for debugging a hang.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

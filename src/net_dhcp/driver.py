@@ -358,6 +358,7 @@ class Driver:
         if ep.task is not None and not ep.task.done():
             return
         ep.task = asyncio.create_task(self._keep(ep), name=f"keeper:{ep.id[:12]}")
+        ep.task.add_done_callback(_log_task_failure)
 
     async def _keep(self, ep: Endpoint) -> None:
         assert ep.sandbox is not None
@@ -496,6 +497,13 @@ def _join_routes(lease: Lease, bridge_routes: list[netlink.Route]) -> list[dict[
     return out
 
 
+def _log_task_failure(task: asyncio.Task[None]) -> None:
+    """Make a background task's crash visible (its owner keeps a reference to it)."""
+    if not task.cancelled() and task.exception() is not None:
+        LOG.error("%s failed: %r", task.get_name(), task.exception(),
+                  exc_info=task.exception())
+
+
 def _route_destinations() -> set[str]:
     with IPRoute() as ipr:
         return {str(r.destination) for r in netlink.main_routes(ipr)}
@@ -522,7 +530,13 @@ async def _wait_for_iface(sandbox: str, mac: str, lease: Lease) -> tuple[int, st
 
     while True:
         if netlink.is_netns(sandbox):
-            found = await netlink.run_in_netns(sandbox, look)
+            try:
+                found = await netlink.run_in_netns(sandbox, look)
+            except OSError:
+                raise
+            except Exception as err:  # noqa: BLE001 - Docker may be mid-way configuring it
+                LOG.debug("%s: looking for %s failed (%r); trying again", sandbox, mac, err)
+                found = None
             if found is not None:
                 return found
         if loop.time() >= deadline:
