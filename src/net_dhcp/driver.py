@@ -219,7 +219,7 @@ class Driver:
         ep_opts = EndpointOptions.from_request(req.get("Options") or {})
         given_mac = str(iface.get("MacAddress") or "").lower()
         mac = given_mac or generated_mac(endpoint_id)
-        bridge = await netlink.bridge_info(net.options.bridge)
+        bridge = await netlink.bridge_info(net.options.bridge, with_routes=False)
         suffix = endpoint_id[:IF_ID_LEN]
         host_if, cont_if = HOST_IF_PREFIX + suffix, CONT_IF_PREFIX + suffix
         self.creating.add(host_if)
@@ -343,9 +343,12 @@ class Driver:
         """Tear an endpoint down completely: keeper, lease, veth, state. Best effort."""
         async with ep.lock:
             await self._stop_keeper(ep, release=release)
+            # Deleting one end of a veth deletes both; the container end is looked for only
+            # when the host end is already gone (it may be back in the host, alone).
             for name in (ep.host_if, ep.cont_if):
                 try:
-                    await netlink.delete_link(name)
+                    if await netlink.delete_link(name):
+                        break
                 except Exception as err:  # noqa: BLE001 - teardown is best effort
                     LOG.warning("endpoint %s: could not delete %s: %s", ep.id[:12], name, err)
             self.store.delete_endpoint(ep.id)
@@ -411,6 +414,19 @@ class Driver:
             sock.close()
 
     async def _stop_keeper(self, ep: Endpoint, *, release: bool) -> None:
+        keeper = ep.keeper
+        if release and keeper is not None and not ep.released and self._same_client(ep) is None:
+            # The running keeper's socket is already open in the container's namespace:
+            # release through it (no thread, no netlink) before stopping it.
+            try:
+                send_release(keeper.sock, keeper.lease, ep.client_id)
+            except OSError as err:
+                LOG.info("endpoint %s: DHCPRELEASE through the keeper failed (%s); "
+                         "trying again after it stops", ep.id[:12], err)
+            else:
+                ep.released = True
+                LOG.info("endpoint %s: released %s to %s", ep.id[:12], keeper.lease.address,
+                         keeper.lease.server_id)
         task, ep.task = ep.task, None
         if task is not None:
             task.cancel()

@@ -120,7 +120,7 @@ def _link_kind(link: Any) -> str | None:
     return info.get_attr("IFLA_INFO_KIND")  # type: ignore[no-any-return]
 
 
-def _bridge_info(name: str) -> BridgeInfo:
+def _bridge_info(name: str, with_routes: bool = True) -> BridgeInfo:
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname=name)
         if not idx:
@@ -142,7 +142,7 @@ def _bridge_info(name: str) -> BridgeInfo:
         )
         gateway: IPv4Address | None = None
         routes: dict[IPv4Network, Route] = {}
-        for r in ipr.route("dump", family=AF_INET):
+        for r in ipr.route("dump", family=AF_INET) if with_routes else ():
             if _attr(r, "RTA_TABLE") != MAIN_TABLE or _attr(r, "RTA_OIF") != index:
                 continue
             dst_len = r["dst_len"]
@@ -159,9 +159,13 @@ def _bridge_info(name: str) -> BridgeInfo:
         return BridgeInfo(name, index, addrs, gateway, tuple(routes.values()))
 
 
-async def bridge_info(name: str) -> BridgeInfo:
-    """Look up the bridge; OptionError if it is missing or not a bridge."""
-    return await asyncio.to_thread(_bridge_info, name)
+async def bridge_info(name: str, *, with_routes: bool = True) -> BridgeInfo:
+    """Look up the bridge; OptionError if it is missing or not a bridge.
+
+    Without routes (no route dump) gateway and routes are left empty: the cheap check
+    CreateEndpoint needs.
+    """
+    return await asyncio.to_thread(_bridge_info, name, with_routes)
 
 
 def _create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None) -> str:
