@@ -110,6 +110,32 @@ def plugin(dockerd: DockerdHandle) -> Iterator[Plugin]:
 # --------------------------------------------------------------------------- function
 
 
+PluginFactory = Callable[..., Plugin]
+
+
+@pytest.fixture
+def fresh_plugin(dockerd: DockerdHandle) -> Iterator[PluginFactory]:
+    """``fresh_plugin(*extra_args)`` starts a plugin of the test's own (a new driver name,
+    state dir and log) with the session's test arguments; all are closed at teardown.
+
+    List it before ``docker_cleanup`` so the plugin outlives the containers' removal.
+    """
+    require_root()
+    made: list[Plugin] = []
+
+    def make(*extra_args: str) -> Plugin:
+        p = Plugin(extra_args=[*PLUGIN_TEST_ARGS, *extra_args])
+        made.append(p)
+        p.start()
+        return p
+
+    try:
+        yield make
+    finally:
+        for p in made:
+            p.close()
+
+
 class LanFactory:
     """``lan(**kwargs)`` makes a :class:`DhcpLan`; every lab is closed at teardown."""
 

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PLUGIN_TEST_ARGS, LanFactory
+from tests.conftest import LanFactory, PluginFactory
 from tests.e2e.test_lifecycle import T1, T2
 from tests.e2e.test_plugin import SHOW, addr_of, our_veths
 from tests.lab import (
     IMAGE,
     DockerdHandle,
-    Plugin,
     docker,
     ensure_dockerd,
     pick_subnet,
@@ -98,58 +97,54 @@ def private(request: pytest.FixtureRequest, image: str) -> Iterator[PrivateDocke
 
 
 def test_dockerd_restart_with_a_restart_always_container(
-        lan: LanFactory, private: PrivateDockerd) -> None:
+        fresh_plugin: PluginFactory, lan: LanFactory, private: PrivateDockerd) -> None:
     live = "--live-restore" in private.args and not private.then_plain
     lab = lan(t1=T1, t2=T2)
-    p = Plugin(extra_args=[*PLUGIN_TEST_ARGS, "--docker-socket", str(private.sock)])
-    try:
-        p.start()
-        net = "nd-rs-" + secrets.token_hex(3)
-        private.docker("network", "create", "-d", p.name, "--ipam-driver", "null",
-                       "-o", f"bridge={lab.bridge}", net)
-        mac = random_mac()
-        name = "nd-rs-c" + secrets.token_hex(3)
-        private.docker("run", "-d", "--init", "--name", name, "--restart", "always",
-                       "--network", net, "--mac-address", mac, IMAGE, "sleep", "600")
-        ip = addr_of(private.docker("exec", name, "sh", "-c", SHOW).stdout)[0]
-        private.stop()
-        if private.then_plain:
-            private.args.remove("--live-restore")
-        mark, since = p.log_offset(), lab.log_offset()
-        took = private.start()
-        # dockerd re-creates (or keeps) the container while it is still starting, before
-        # its API answers: a plugin that asked the API from a request would hang it here.
-        assert took < RESTART_BOUND_S, f"dockerd took {took:.1f}s to come back"
+    p = fresh_plugin("--docker-socket", str(private.sock))
+    net = "nd-rs-" + secrets.token_hex(3)
+    private.docker("network", "create", "-d", p.name, "--ipam-driver", "null",
+                   "-o", f"bridge={lab.bridge}", net)
+    mac = random_mac()
+    name = "nd-rs-c" + secrets.token_hex(3)
+    private.docker("run", "-d", "--init", "--name", name, "--restart", "always",
+                   "--network", net, "--mac-address", mac, IMAGE, "sleep", "600")
+    ip = addr_of(private.docker("exec", name, "sh", "-c", SHOW).stdout)[0]
+    private.stop()
+    if private.then_plain:
+        private.args.remove("--live-restore")
+    mark, since = p.log_offset(), lab.log_offset()
+    took = private.start()
+    # dockerd re-creates (or keeps) the container while it is still starting, before
+    # its API answers: a plugin that asked the API from a request would hang it here.
+    assert took < RESTART_BOUND_S, f"dockerd took {took:.1f}s to come back"
 
-        def running() -> bool:
-            out = private.docker("inspect", "-f", "{{.State.Running}}", name, check=False)
-            return out.stdout.strip() == "true"
+    def running() -> bool:
+        out = private.docker("inspect", "-f", "{{.State.Running}}", name, check=False)
+        return out.stdout.strip() == "true"
 
-        wait_until(running, RESTART_BOUND_S, f"{name} to run again")
-        after = addr_of(private.docker("exec", name, "sh", "-c", SHOW).stdout)[0]
-        assert after == ip  # same MAC, same address from the server
-        lab.wait_for_log(rf"DHCPACK\(\w+\) {re.escape(ip)} {mac}", timeout=T2 * 3,
-                         since=since)
-        calls = re.findall(r"-> NetworkDriver\.(\w+)", p.log(mark))
-        if live:
-            # Live restore: Docker replays nothing; the plugin just kept renewing.
-            assert not {"CreateEndpoint", "Join", "Leave", "DeleteEndpoint"} & set(calls)
-            assert "DHCPRELEASE" not in lab.log(since)
-        else:
-            assert "CreateEndpoint" in calls
-            assert "Join" in calls
-        # Exactly one endpoint is left for the one running container: nothing leaked.
-        wait_until(lambda: len(our_veths(lab.bridge)) == 1, 90, "one veth on the LAN bridge")
-        if private.then_plain:
-            # The old endpoint was collected by the plugin, not torn down by Docker, and
-            # its lease (same MAC as the new endpoint's) was not released.
-            assert not re.search(r"-> NetworkDriver\.(Leave|DeleteEndpoint)", p.log(mark))
-            p.wait_for_log(r"sweep: endpoint \w+ is unknown to Docker|veth \w+ is gone|"
-                           r"its container stopped while", timeout=60, since=mark)
-            assert not re.search(rf"DHCPRELEASE\(\w+\) {re.escape(ip)} {mac}",
-                                 lab.log(since))
-        private.docker("rm", "-f", name)
-        wait_until(lambda: our_veths(lab.bridge) == [], 30, "no veth on the LAN bridge")
-        private.docker("network", "rm", net)
-    finally:
-        p.close()
+    wait_until(running, RESTART_BOUND_S, f"{name} to run again")
+    after = addr_of(private.docker("exec", name, "sh", "-c", SHOW).stdout)[0]
+    assert after == ip  # same MAC, same address from the server
+    lab.wait_for_log(rf"DHCPACK\(\w+\) {re.escape(ip)} {mac}", timeout=T2 * 3,
+                     since=since)
+    calls = re.findall(r"-> NetworkDriver\.(\w+)", p.log(mark))
+    if live:
+        # Live restore: Docker replays nothing; the plugin just kept renewing.
+        assert not {"CreateEndpoint", "Join", "Leave", "DeleteEndpoint"} & set(calls)
+        assert "DHCPRELEASE" not in lab.log(since)
+    else:
+        assert "CreateEndpoint" in calls
+        assert "Join" in calls
+    # Exactly one endpoint is left for the one running container: nothing leaked.
+    wait_until(lambda: len(our_veths(lab.bridge)) == 1, 90, "one veth on the LAN bridge")
+    if private.then_plain:
+        # The old endpoint was collected by the plugin, not torn down by Docker, and
+        # its lease (same MAC as the new endpoint's) was not released.
+        assert not re.search(r"-> NetworkDriver\.(Leave|DeleteEndpoint)", p.log(mark))
+        p.wait_for_log(r"sweep: endpoint \w+ is unknown to Docker|veth \w+ is gone|"
+                       r"its container stopped while", timeout=60, since=mark)
+        assert not re.search(rf"DHCPRELEASE\(\w+\) {re.escape(ip)} {mac}",
+                             lab.log(since))
+    private.docker("rm", "-f", name)
+    wait_until(lambda: our_veths(lab.bridge) == [], 30, "no veth on the LAN bridge")
+    private.docker("network", "rm", net)

@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 
 from net_dhcp.daemon import WORKER_THREADS
-from tests.conftest import PLUGIN_TEST_ARGS, DockerCleanup, LanFactory
+from tests.conftest import DockerCleanup, LanFactory, PluginFactory
 from tests.e2e.test_plugin import SHOW, addr_of, our_veths
 from tests.lab import Plugin, random_mac, sh, wait_until
 
@@ -144,30 +144,27 @@ def test_address_in_use_is_declined(
 
 
 def test_container_killed_while_plugin_was_down_is_cleaned_up(
-        lan: LanFactory, docker_cleanup: DockerCleanup, image: str) -> None:
+        fresh_plugin: PluginFactory, lan: LanFactory, docker_cleanup: DockerCleanup,
+        image: str) -> None:
     lab = lan()
-    p = Plugin(extra_args=PLUGIN_TEST_ARGS)
-    try:
-        p.start()
-        net = docker_cleanup.net_create(lab.bridge, driver=p.name)
-        mac = random_mac()
-        c = docker_cleanup.run(image, "sleep", "300", network=net, mac=mac, detach=True)
-        ip = container_ip(docker_cleanup, c.name)
-        [host_if] = our_veths(lab.bridge)
-        cont_if = "dc" + host_if[2:]
-        p.stop()
-        docker_cleanup.docker("kill", c.name)
-        # dockerd fails to reach the plugin for Leave (about 15 s of retries), then moves the
-        # container's interface back to the host: the endpoint is now orphaned.
-        wait_until(lambda: sh("ip", "link", "show", cont_if, check=False).returncode == 0,
-                   60, f"{cont_if} to come back to the host")
-        since = lab.log_offset()
-        p.start()
-        wait_until(lambda: our_veths(lab.bridge) == [], 60, "the orphaned veth to be removed")
-        assert sh("ip", "link", "show", cont_if, check=False).returncode != 0
-        lab.wait_for_log(rf"DHCPRELEASE\(\w+\) {re.escape(ip)} {mac}", timeout=15, since=since)
-    finally:
-        p.close()
+    p = fresh_plugin()
+    net = docker_cleanup.net_create(lab.bridge, driver=p.name)
+    mac = random_mac()
+    c = docker_cleanup.run(image, "sleep", "300", network=net, mac=mac, detach=True)
+    ip = container_ip(docker_cleanup, c.name)
+    [host_if] = our_veths(lab.bridge)
+    cont_if = "dc" + host_if[2:]
+    p.stop()
+    docker_cleanup.docker("kill", c.name)
+    # dockerd fails to reach the plugin for Leave (about 15 s of retries), then moves the
+    # container's interface back to the host: the endpoint is now orphaned.
+    wait_until(lambda: sh("ip", "link", "show", cont_if, check=False).returncode == 0,
+               60, f"{cont_if} to come back to the host")
+    since = lab.log_offset()
+    p.start()
+    wait_until(lambda: our_veths(lab.bridge) == [], 60, "the orphaned veth to be removed")
+    assert sh("ip", "link", "show", cont_if, check=False).returncode != 0
+    lab.wait_for_log(rf"DHCPRELEASE\(\w+\) {re.escape(ip)} {mac}", timeout=15, since=since)
 
 
 def _threads_and_fds(pid: int) -> tuple[int, int]:
