@@ -23,7 +23,7 @@ from .config import ENABLE_IPV6, GENERIC, EndpointOptions, NetworkOptions
 from .dhcp4 import codec
 from .dhcp4.client import AcquireStats, LeaseKeeper, Timing, acquire, send_release
 from .dhcp4.lease import Lease
-from .dhcp4.sockets import DhcpSocket, open_dhcp_socket
+from .dhcp4.sockets import DhcpSocket, open_dhcp_socket, send_release_as
 from .diagnose import explain_no_lease
 from .errors import LeaseError, NotFoundError, OptionError, RequestError
 from .store import Store
@@ -468,8 +468,7 @@ class Driver:
                 where, ifname = ep.sandbox, found[1]
         if where is None:
             if not await netlink.link_exists(ep.cont_if):
-                LOG.info("endpoint %s: interface gone, no DHCPRELEASE for %s", ep.id[:12],
-                         lease.address)
+                await self._release_via_bridge(ep, lease)
                 return
             # Docker hands the container end back to the host down; we delete it next.
             await netlink.set_up(ep.cont_if)
@@ -480,6 +479,20 @@ class Driver:
         finally:
             sock.close()
         LOG.info("endpoint %s: released %s to %s", ep.id[:12], lease.address, lease.server_id)
+
+    async def _release_via_bridge(self, ep: Endpoint, lease: Lease) -> None:
+        """The container's interface is gone (its namespace died with it): send the
+        DHCPRELEASE into the LAN bridge in the endpoint's name (its MAC as the frame's
+        source), so the server does not keep a phantom lease until it expires."""
+        net = self.networks.get(ep.network_id)
+        if net is None or not await netlink.link_exists(net.options.bridge):
+            LOG.info("endpoint %s: interface and bridge gone, no DHCPRELEASE for %s",
+                     ep.id[:12], lease.address)
+            return
+        mac = codec.mac_from_str(ep.mac)
+        await asyncio.to_thread(send_release_as, net.options.bridge, mac, lease, ep.client_id)
+        LOG.info("endpoint %s: interface gone; released %s to %s through bridge %s",
+                 ep.id[:12], lease.address, lease.server_id, net.options.bridge)
 
     async def close(self) -> None:
         """Stop every keeper without releasing: containers keep their addresses."""

@@ -48,8 +48,9 @@ class Reconciler:
             self._born[ep.id] = time.monotonic()
             host_exists = await netlink.link_exists(ep.host_if)
             if not host_exists:
-                LOG.info("endpoint %s: veth %s is gone; forgetting it", ep.id[:12], ep.host_if)
-                await self.driver.remove_endpoint(ep, release=False)
+                LOG.info("endpoint %s: veth %s is gone; releasing and forgetting it",
+                         ep.id[:12], ep.host_if)
+                await self.driver.remove_endpoint(ep, release=True)
                 continue
             if ep.sandbox and netlink.is_netns(ep.sandbox) and ep.lease is not None:
                 LOG.info("endpoint %s: re-adopting %s in %s", ep.id[:12], ep.lease.address,

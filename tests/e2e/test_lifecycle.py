@@ -240,3 +240,23 @@ def test_endpoint_docker_never_knew_is_garbage_collected(
                         timeout=90, since=mark)
     wait_until(lambda: our_veths(lab.bridge) == [], 15, "the stale veth to be removed")
     lab.wait_for_log(rf"DHCPRELEASE\(\w+\) {re.escape(ip)} {mac}", timeout=15)
+
+
+def test_lease_of_a_vanished_interface_is_released_through_the_bridge(
+        lan: LanFactory, docker_cleanup: DockerCleanup, plugin: Plugin) -> None:
+    """A stale endpoint whose veth died with its namespace: no phantom lease is left."""
+    lab = lan()
+    net = docker_cleanup.net_create(lab.bridge)
+    net_id = docker_cleanup.docker("network", "inspect", "-f", "{{.Id}}", net).stdout.strip()
+    endpoint_id = secrets.token_hex(32)
+    status, body = plugin.call("NetworkDriver.CreateEndpoint", {
+        "NetworkID": net_id, "EndpointID": endpoint_id, "Interface": {}, "Options": {}})
+    assert status == 200, body
+    ip = body["Interface"]["Address"].split("/")[0]
+    mac = body["Interface"]["MacAddress"]
+    lab.wait_for_lease(mac=mac)
+    sh("ip", "link", "del", "dh" + endpoint_id[:12])  # both ends gone, as with a dead netns
+    lab.wait_for_log(rf"DHCPRELEASE\(\w+\) {re.escape(ip)} {mac}", timeout=90)
+    wait_until(lambda: all(lease.mac != mac for lease in lab.leases()), 15,
+               "the server to drop the lease")
+    plugin.wait_for_log(rf"endpoint {endpoint_id[:12]}: interface gone; released", timeout=5)

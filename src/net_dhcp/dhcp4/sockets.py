@@ -14,12 +14,14 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import os
 import socket
 import struct
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from . import codec
+from .lease import Lease
 
 LOG = logging.getLogger(__name__)
 
@@ -234,3 +236,21 @@ class ArpSocket:
 def open_arp_socket(ifname: str) -> ArpSocket:
     """Open an ARP socket for `ifname` in the calling thread's namespace (blocking)."""
     return ArpSocket(ifname, _read_mac(ifname))
+
+
+def send_release_as(bridge: str, mac: bytes, lease: Lease, client_id: bytes) -> None:
+    """DHCPRELEASE (RFC 2131 4.4.6) into `bridge` with `mac` as the Ethernet source.
+
+    For an endpoint whose interface no longer exists: the frame is what that interface
+    would have sent, so the server matches it to the lease (blocking; call in a thread).
+    """
+    msg = codec.release(xid=int.from_bytes(os.urandom(4), "big"), chaddr=mac,
+                        client_id=client_id, ciaddr=lease.address.ip, server_id=lease.server_id)
+    packet = codec.build_udp_ipv4(src=lease.address.ip, dst=lease.server_id,
+                                  sport=codec.CLIENT_PORT, dport=codec.SERVER_PORT,
+                                  payload=msg.encode())
+    dst_mac = lease.server_mac or BROADCAST_MAC
+    frame = dst_mac + mac + struct.pack("!H", ETH_P_IP) + packet
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP)) as sock:
+        sock.bind((bridge, ETH_P_IP))
+        sock.send(frame)
