@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -37,6 +38,7 @@ IFACE_WAIT_S = 60.0
 IFACE_POLL_FIRST_S = 0.02
 IFACE_POLL_MAX_S = 0.25
 KEEPER_STOP_S = 2.0
+ATTACH_TRIES = 5
 RECOVERED_LEASE_S = 24 * 3600.0
 """How long a recovered address (server and expiry unknown) is kept with no server answer."""
 
@@ -367,17 +369,29 @@ class Driver:
         assert ep.sandbox is not None
         assert ep.lease is not None
         sandbox = ep.sandbox
-        try:
-            index, ifname = await _wait_for_iface(sandbox, ep.mac, ep.lease)
-        except TimeoutError:
-            LOG.error("endpoint %s: interface %s never appeared in %s; its lease is not "
-                      "renewed", ep.id[:12], ep.mac, sandbox)
-            return
-        except OSError as err:
-            LOG.warning("endpoint %s: sandbox %s is gone (%s)", ep.id[:12], sandbox, err)
-            return
-        sock = await netlink.run_in_netns(sandbox, lambda: open_dhcp_socket(ifname,
-                                                                            with_sink=True))
+        for attempt in range(1, ATTACH_TRIES + 1):
+            try:
+                index, ifname = await _wait_for_iface(sandbox, ep.mac, ep.lease,
+                                                      not_named=ep.cont_if)
+            except TimeoutError:
+                LOG.error("endpoint %s: interface %s never appeared in %s; its lease is not "
+                          "renewed", ep.id[:12], ep.mac, sandbox)
+                return
+            except OSError as err:
+                LOG.warning("endpoint %s: sandbox %s is gone (%s)", ep.id[:12], sandbox, err)
+                return
+            try:
+                sock = await netlink.run_in_netns(
+                    sandbox, functools.partial(open_dhcp_socket, ifname, with_sink=True))
+                break
+            except OSError as err:
+                # Renamed or moved between the look and the open: look again.
+                LOG.debug("endpoint %s: opening %s failed (%s), attempt %d", ep.id[:12],
+                          ifname, err, attempt)
+                if attempt == ATTACH_TRIES:
+                    LOG.error("endpoint %s: cannot open a DHCP socket on %s in %s: %s; its "
+                              "lease is not renewed", ep.id[:12], ifname, sandbox, err)
+                    return
         sock.start()
         net = self.networks.get(ep.network_id)
 
@@ -543,8 +557,14 @@ def _lookup_mac(mac: str) -> tuple[int, str] | None:
         return netlink.find_link_by_mac(ipr, mac)
 
 
-async def _wait_for_iface(sandbox: str, mac: str, lease: Lease) -> tuple[int, str]:
-    """Wait until Docker has moved, renamed and configured the interface in the sandbox."""
+async def _wait_for_iface(sandbox: str, mac: str, lease: Lease,
+                          not_named: str | None = None) -> tuple[int, str]:
+    """Wait until Docker has moved, renamed, addressed and brought up the interface.
+
+    Docker's order varies by version (the address may be set before the rename), so the
+    interface counts as ready only once it is up, has the leased address and no longer
+    carries its host-side name `not_named`.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + IFACE_WAIT_S
     delay = IFACE_POLL_FIRST_S
@@ -552,7 +572,7 @@ async def _wait_for_iface(sandbox: str, mac: str, lease: Lease) -> tuple[int, st
     def look() -> tuple[int, str] | None:
         with IPRoute() as ipr:
             found = netlink.find_link_by_mac(ipr, mac)
-            if found is None:
+            if found is None or found[1] == not_named or not netlink.link_is_up(ipr, found[0]):
                 return None
             addrs = netlink.link_addresses(ipr, found[0])
             return found if lease.address in addrs else None

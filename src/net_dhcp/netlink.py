@@ -32,6 +32,7 @@ CLONE_NEWNET = 0x40000000
 MAIN_TABLE = 254
 RTPROT_KERNEL = 2
 RT_SCOPE_LINK = 253
+IFF_UP = 0x1
 AF_INET = socket.AF_INET
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -280,6 +281,12 @@ def find_link_by_mac(ipr: Any, mac: str) -> tuple[int, str] | None:
         if str(_attr(link, "IFLA_ADDRESS") or "").lower() == mac:
             return int(link["index"]), str(_attr(link, "IFLA_IFNAME"))
     return None
+
+
+def link_is_up(ipr: Any, index: int) -> bool:
+    """True if the interface is administratively up (IFF_UP)."""
+    links = ipr.get_links(index)
+    return bool(links and links[0]["flags"] & IFF_UP)
 
 
 def link_addresses(ipr: Any, index: int) -> list[IPv4Interface]:
