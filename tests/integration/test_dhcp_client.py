@@ -9,7 +9,9 @@ address, either before the plugin looks (Docker 28+) or a few hundred ms after (
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -40,11 +42,18 @@ class Veth:
         sh("ip", "link", "set", self.host_if, "master", lab.bridge, "up")
         sh("ip", "netns", "add", self.netns)
 
-    def hand_over(self, lease: Lease) -> None:
-        """What Docker does after Join: move, rename, address, up."""
+    def hand_over(self, lease: Lease, *, address_first: bool = False) -> None:
+        """What Docker does after Join: move, rename, address, up. dockerd 20.10 was seen
+        to put the address on before the rename (`address_first`)."""
         sh("ip", "link", "set", self.cont_if, "netns", self.netns)
+        if address_first:
+            sh("ip", "-n", self.netns, "addr", "add", str(lease.address), "dev", self.cont_if)
+            sh("ip", "-n", self.netns, "link", "set", self.cont_if, "up")
+            time.sleep(0.3)  # the window in which the old name carries the address
+            sh("ip", "-n", self.netns, "link", "set", self.cont_if, "down")
         sh("ip", "-n", self.netns, "link", "set", self.cont_if, "name", "eth0")
-        sh("ip", "-n", self.netns, "addr", "add", str(lease.address), "dev", "eth0")
+        if not address_first:
+            sh("ip", "-n", self.netns, "addr", "add", str(lease.address), "dev", "eth0")
         sh("ip", "-n", self.netns, "link", "set", "eth0", "up")
 
     def close(self) -> None:
@@ -73,7 +82,7 @@ async def _acquire(v: Veth) -> Lease:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("order", ["already-there", "moved-later"])
+@pytest.mark.parametrize("order", ["already-there", "moved-later", "address-before-rename"])
 async def test_keeper_renews_in_the_namespace_after_either_hand_over_order(
         veth: tuple[DhcpLan, Veth], order: str) -> None:
     lab, v = veth
@@ -84,9 +93,15 @@ async def test_keeper_renews_in_the_namespace_after_either_hand_over_order(
     assert lease.lease_time_s == 120
     if order == "already-there":
         v.hand_over(lease)
+        handed = None
     else:
-        asyncio.get_running_loop().call_later(0.4, v.hand_over, lease)
-    index, ifname = await asyncio.wait_for(_wait_for_iface(v.path, v.mac, lease), 20)
+        handed = asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(v.hand_over, lease,
+                                    address_first=order == "address-before-rename"))
+    index, ifname = await asyncio.wait_for(
+        _wait_for_iface(v.path, v.mac, lease, not_named=v.cont_if), 20)
+    if handed is not None:
+        await handed
     assert ifname == "eth0"
     sock = await netlink.run_in_netns(v.path, lambda: open_dhcp_socket("eth0", with_sink=True))
     sock.start()
