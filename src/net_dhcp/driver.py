@@ -156,9 +156,9 @@ class Driver:
         net = self.networks.get(network_id)
         if net is None:
             raise NotFoundError(
-                f"network {network_id[:12]} is not known to net-dhcp (its state was lost or it "
-                "was created by another plugin): remove it with docker network rm and create "
-                "it again"
+                f"network {network_id[:12]} is not known to net-dhcp: if the plugin has just "
+                "started without its state, it recovers networks from Docker within seconds, "
+                "so try again; otherwise remove it with docker network rm and create it again"
             )
         return net
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from net_dhcp.daemon import WORKER_THREADS
 from tests.conftest import DockerCleanup, LanFactory, PluginFactory
 from tests.e2e.test_plugin import SHOW, addr_of, our_veths
-from tests.lab import Plugin, random_mac, sh, wait_until
+from tests.lab import DhcpLan, Plugin, random_mac, sh, wait_until
 
 T1, T2 = 5, 8
 
@@ -221,19 +221,25 @@ def test_many_starts_and_stops_leak_nothing(
     assert releases >= n
 
 
+def _endpoint_docker_does_not_know(lab: DhcpLan, dc: DockerCleanup,
+                                   plugin: Plugin) -> tuple[str, str, str]:
+    """CreateEndpoint sent straight to the plugin, as a dockerd that then forgot it would:
+    (endpoint id, leased IP, generated MAC)."""
+    net = dc.net_create(lab.bridge)
+    net_id = dc.docker("network", "inspect", "-f", "{{.Id}}", net).stdout.strip()
+    endpoint_id = secrets.token_hex(32)
+    status, body = plugin.call("NetworkDriver.CreateEndpoint", {
+        "NetworkID": net_id, "EndpointID": endpoint_id, "Interface": {}, "Options": {}})
+    assert status == 200, body
+    return endpoint_id, body["Interface"]["Address"].split("/")[0], body["Interface"]["MacAddress"]
+
+
 def test_endpoint_docker_never_knew_is_garbage_collected(
         lan: LanFactory, docker_cleanup: DockerCleanup, plugin: Plugin) -> None:
     """What dockerd leaves behind when it dies or restarts without tearing endpoints down."""
     lab = lan()
-    net = docker_cleanup.net_create(lab.bridge)
-    net_id = docker_cleanup.docker("network", "inspect", "-f", "{{.Id}}", net).stdout.strip()
-    endpoint_id = secrets.token_hex(32)
     mark = plugin.log_offset()
-    status, body = plugin.call("NetworkDriver.CreateEndpoint", {
-        "NetworkID": net_id, "EndpointID": endpoint_id, "Interface": {}, "Options": {}})
-    assert status == 200, body
-    ip = body["Interface"]["Address"].split("/")[0]
-    mac = body["Interface"]["MacAddress"]
+    endpoint_id, ip, mac = _endpoint_docker_does_not_know(lab, docker_cleanup, plugin)
     assert len(our_veths(lab.bridge)) == 1
     # No container owns it: after the sweep's grace period it is removed and released.
     plugin.wait_for_log(rf"sweep: endpoint {endpoint_id[:12]} is unknown to Docker",
@@ -246,14 +252,7 @@ def test_lease_of_a_vanished_interface_is_released_through_the_bridge(
         lan: LanFactory, docker_cleanup: DockerCleanup, plugin: Plugin) -> None:
     """A stale endpoint whose veth died with its namespace: no phantom lease is left."""
     lab = lan()
-    net = docker_cleanup.net_create(lab.bridge)
-    net_id = docker_cleanup.docker("network", "inspect", "-f", "{{.Id}}", net).stdout.strip()
-    endpoint_id = secrets.token_hex(32)
-    status, body = plugin.call("NetworkDriver.CreateEndpoint", {
-        "NetworkID": net_id, "EndpointID": endpoint_id, "Interface": {}, "Options": {}})
-    assert status == 200, body
-    ip = body["Interface"]["Address"].split("/")[0]
-    mac = body["Interface"]["MacAddress"]
+    endpoint_id, ip, mac = _endpoint_docker_does_not_know(lab, docker_cleanup, plugin)
     lab.wait_for_lease(mac=mac)
     sh("ip", "link", "del", "dh" + endpoint_id[:12])  # both ends gone, as with a dead netns
     lab.wait_for_log(rf"DHCPRELEASE\(\w+\) {re.escape(ip)} {mac}", timeout=90)

@@ -98,6 +98,7 @@ async def test_endpoint_on_unknown_network(client: TestClient[Any, Any]) -> None
     assert status == 500
     assert "is not known to net-dhcp" in body["Err"]
     assert "docker network rm" in body["Err"]
+    assert "try again" in body["Err"]
 
 
 @pytest.mark.asyncio
