@@ -201,6 +201,12 @@ class Driver:
         self.store.add_network(network_id, opts.to_json())
         self.networks[network_id] = Network(network_id, opts)
         LOG.info("network %s created on bridge %s (%s)", network_id[:12], opts.bridge, opts)
+        if await asyncio.to_thread(netlink.bridge_mac_is_fixed, opts.bridge) is False:
+            # docker-net-dhcp #27: a bridge takes its MAC from its ports, so it can change
+            # as container veths come and go, and the host loses its own lease and ARP.
+            LOG.warning("bridge %s has no fixed MAC address: it may change as containers "
+                        "come and go and cut the host off the LAN. Fix: ip link set %s "
+                        "address <the MAC of your LAN interface>", opts.bridge, opts.bridge)
         return {}
 
     async def delete_network(self, req: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
@@ -167,6 +168,20 @@ async def bridge_info(name: str, *, with_routes: bool = True) -> BridgeInfo:
     CreateEndpoint needs.
     """
     return await asyncio.to_thread(_bridge_info, name, with_routes)
+
+
+NET_ADDR_SET = 3
+"""addr_assign_type of an interface whose MAC was set explicitly (include/linux/netdevice.h)."""
+
+
+def bridge_mac_is_fixed(name: str) -> bool | None:
+    """Whether the bridge's MAC was set explicitly (None if unknown). Host namespace only:
+    sysfs shows the namespace of whoever mounted it."""
+    try:
+        text = Path(f"/sys/class/net/{name}/addr_assign_type").read_text()
+        return int(text.strip()) == NET_ADDR_SET
+    except (OSError, ValueError):
+        return None
 
 
 def _create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None) -> str:

@@ -170,6 +170,20 @@ def test_routes_gateway_and_skip_routes(
             sh("ip", "route", "del", *route, check=False)
 
 
+def test_a_bridge_without_a_fixed_mac_is_warned_about(
+        lan: LanFactory, docker_cleanup: DockerCleanup, plugin: Plugin) -> None:
+    lab = lan()  # the lab's bridge takes its MAC from its ports
+    mark = plugin.log_offset()
+    docker_cleanup.net_create(lab.bridge)
+    plugin.wait_for_log(rf"bridge {lab.bridge} has no fixed MAC address.*ip link set "
+                        rf"{lab.bridge} address", timeout=5, since=mark)
+    sh("ip", "link", "set", lab.bridge, "address", random_mac())
+    mark = plugin.log_offset()
+    docker_cleanup.net_create(lab.bridge, options={"ignore_conflicts": "true"})
+    plugin.wait_for_log(r"network \w+ created on bridge", timeout=5, since=mark)
+    assert "no fixed MAC" not in plugin.log(mark)
+
+
 def test_plugin_restart_keeps_networks(
         lan: LanFactory, docker_cleanup: DockerCleanup, image: str, plugin: Plugin) -> None:
     lab = lan()
