@@ -20,7 +20,8 @@ from pathlib import Path
 from tests.lab import DhcpLan, Plugin, docker, ensure_dockerd, ensure_image, random_mac
 
 
-def _proc(pid: int) -> tuple[float, int, int, float]:
+def process_stats(pid: int) -> tuple[float, int, int, float]:
+    """(RSS in MiB, threads, open fds, CPU seconds) of a process, from /proc."""
     status = Path(f"/proc/{pid}/status").read_text().splitlines()
     rss_kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -47,7 +48,7 @@ def main() -> int:
         pid = plugin.proc.pid
         docker("network", "create", "-d", plugin.name, "--ipam-driver", "null",
                "-o", f"bridge={lab.bridge}", net)
-        idle = _proc(pid)
+        idle = process_stats(pid)
         macs = [random_mac() for _ in range(args.n)]
         t = time.perf_counter()
         for i, mac in enumerate(macs):
@@ -68,7 +69,7 @@ def main() -> int:
                        if m not in renewed and not re.search(rf"DHCPACK\(\w+\) \S+ {m}", log)}
             time.sleep(0.5)
         renew_s = time.perf_counter() - t
-        busy = _proc(pid)
+        busy = process_stats(pid)
         if pending:
             os.kill(pid, signal.SIGUSR1)  # thread stacks into the plugin's output file
             time.sleep(1)

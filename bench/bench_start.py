@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 from tests.lab import DhcpLan, Plugin, docker, ensure_dockerd, ensure_image
+
+from bench.bench_scale import process_stats
 
 
 def main() -> int:
@@ -52,9 +53,8 @@ def main() -> int:
               f"(median difference; by design 10 + 20 ms of listening)")
         pid = plugin.proc.pid if plugin.proc else None
         if pid:
-            status = Path(f"/proc/{pid}/status").read_text().splitlines()
-            rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
-            print(f"  plugin RSS after {args.rounds * 2 + 2} containers: {rss / 1024:.1f} MiB")
+            rss_mib = process_stats(pid)[0]
+            print(f"  plugin RSS after {args.rounds * 2 + 2} containers: {rss_mib:.1f} MiB")
         return 0
     finally:
         for n in nets:

@@ -98,7 +98,6 @@ class Driver:
         self.docker_pools: list[tuple[str, IPv4Network]] = []
         self.creating: set[str] = set()
         """Host-side veth names of endpoints being created (not yet in `endpoints`)."""
-        self._closing = False
 
     # ---- state --------------------------------------------------------------------------
     def load(self) -> None:
@@ -182,7 +181,7 @@ class Driver:
             raise RequestError(f"CreateNetwork: {GENERIC} must be an object")
         opts = NetworkOptions.from_generic(
             generic, enable_ipv6=bool(options.get(ENABLE_IPV6, False)))
-        bridge = await netlink.bridge_info(opts.bridge)
+        bridge = await netlink.bridge_info(opts.bridge, with_routes=False)
         if not opts.ignore_conflicts:
             for other in self.networks.values():
                 if other.id != network_id and other.options.bridge == opts.bridge:
@@ -377,7 +376,7 @@ class Driver:
         sandbox = ep.sandbox
         for attempt in range(1, ATTACH_TRIES + 1):
             try:
-                index, ifname = await _wait_for_iface(sandbox, ep.mac, ep.lease,
+                _, ifname = await _wait_for_iface(sandbox, ep.mac, ep.lease,
                                                       not_named=ep.cont_if)
             except TimeoutError:
                 LOG.error("endpoint %s: interface %s never appeared in %s; its lease is not "
@@ -516,7 +515,6 @@ class Driver:
 
     async def close(self) -> None:
         """Stop every keeper without releasing: containers keep their addresses."""
-        self._closing = True
         for ep in list(self.endpoints.values()):
             await self._stop_keeper(ep, release=False)
 
