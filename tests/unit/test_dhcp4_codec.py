@@ -1,7 +1,8 @@
 """Tests for net_dhcp.dhcp4.codec against real captured packets and the RFC rules.
 
 Fixtures in tests/unit/fixtures/*.hex were captured from busybox udhcpc 1.35.0, dnsmasq 2.90 and
-the Linux 6.18 kernel in a throwaway netns lab (see each file's first comment line).
+the Linux 6.18 kernel in a throwaway netns lab (see each file's first comment line). The lab
+constants and ``load_hex`` here are shared with test_wire_udp4.py and test_acd_arp_codec.py.
 """
 
 from __future__ import annotations
@@ -14,34 +15,26 @@ from pathlib import Path
 import pytest
 
 from net_dhcp.dhcp4.codec import (
-    ARP_REPLY,
-    ARP_REQUEST,
     BROADCAST_FLAG,
     CLIENT_PORT,
     DEFAULT_PARAMS,
     SERVER_PORT,
-    ArpPacket,
     CodecError,
     DhcpMessage,
     MessageType,
     Opt,
-    UdpDatagram,
-    arp_announcement,
-    arp_conflicts,
-    arp_probe,
-    build_udp_ipv4,
     client_id_for_mac,
     decline,
     discover,
     mac_from_str,
     mac_to_str,
-    parse_udp_ipv4,
     release,
     request_init_reboot,
     request_rebinding,
     request_renewing,
     request_selecting,
 )
+from net_dhcp.wire.udp4 import UdpDatagram, parse_udp_ipv4
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -83,23 +76,6 @@ def option_codes(wire: bytes) -> list[int]:
     return codes
 
 
-def ip_checksum_ok(header: bytes) -> bool:
-    total: int = sum(struct.unpack(f"!{len(header) // 2}H", header))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total == 0xFFFF
-
-
-def with_ip_checksum(packet: bytes) -> bytes:
-    """Recompute the IPv4 header checksum of ``packet`` after a test edited the header."""
-    ihl = (packet[0] & 0x0F) * 4
-    header = packet[:10] + b"\x00\x00" + packet[12:ihl]
-    total: int = sum(struct.unpack(f"!{ihl // 2}H", header))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return header[:10] + struct.pack("!H", ~total & 0xFFFF) + header[12:] + packet[ihl:]
-
-
 def raw_message(options: bytes, *, sname: bytes = b"", file: bytes = b"", hlen: int = 6) -> bytes:
     """A BOOTREPLY built by hand (not by the codec) with the given raw options area."""
     header = struct.pack(
@@ -135,42 +111,10 @@ FRAMED = [
 DHCP_FIXTURES = [row[0] for row in FRAMED]
 
 
-@pytest.mark.parametrize(("name", "src", "dst", "sport", "dport", "size"), FRAMED)
-def test_parse_udp_ipv4_on_captures(
-    name: str, src: IPv4Address, dst: IPv4Address, sport: int, dport: int, size: int
-) -> None:
-    packet = load_hex(name)
-    datagram = parse_udp_ipv4(packet)
-    assert datagram is not None
-    assert (datagram.src, datagram.dst, datagram.sport, datagram.dport) == (src, dst, sport, dport)
-    assert len(datagram.payload) == size
-    assert datagram.payload[236:240] == b"\x63\x82\x53\x63"
-    assert datagram.payload == packet[28:]  # IHL 5, no trailing bytes in these captures
-
-
 @pytest.mark.parametrize("name", DHCP_FIXTURES)
 def test_real_messages_reencode_byte_exact(name: str) -> None:
     datagram, message = load_dhcp(name)
     assert message.encode() == datagram.payload
-
-
-@pytest.mark.parametrize(
-    "name", ["busybox-1.35.0-udhcpc-discover.hex", "busybox-1.35.0-udhcpc-request.hex"]
-)
-def test_build_udp_ipv4_matches_udhcpc_framing(name: str) -> None:
-    # busybox builds IP id 0, TOS 0, TTL 64, no DF, so our framing must reproduce it exactly,
-    # including both checksums computed by another implementation.
-    packet = load_hex(name)
-    datagram = parse_udp_ipv4(packet)
-    assert datagram is not None
-    rebuilt = build_udp_ipv4(
-        src=datagram.src,
-        dst=datagram.dst,
-        sport=datagram.sport,
-        dport=datagram.dport,
-        payload=datagram.payload,
-    )
-    assert rebuilt == packet
 
 
 def test_udhcpc_discover_fields() -> None:
@@ -267,26 +211,6 @@ def test_dnsmasq_nak_fields() -> None:
     assert nak.lease_time_s is None
     assert nak.routers == []
     assert list(nak.options) == [53, 54, 56]
-
-
-def test_checksum_offload_capture_needs_verification_off() -> None:
-    # Real frame with the kernel's partial UDP checksum (TP_STATUS_CSUMNOTREADY on a veth).
-    packet = load_hex("dnsmasq-2.90-offer-csum-offload.hex")
-    assert parse_udp_ipv4(packet) is None
-    datagram = parse_udp_ipv4(packet, verify_udp_checksum=False)
-    assert datagram is not None
-    offer = DhcpMessage.decode(datagram.payload)
-    assert offer.message_type is MessageType.OFFER
-    assert offer.yiaddr == IP("10.233.7.162")
-    assert offer.server_id == SERVER
-
-
-def test_icmp_capture_is_not_udp() -> None:
-    packet = load_hex("linux-6.18-icmp-port-unreachable.hex")
-    assert packet[9] == 1  # ICMP
-    assert ip_checksum_ok(packet[:20])
-    assert parse_udp_ipv4(packet) is None
-    assert parse_udp_ipv4(packet, verify_udp_checksum=False) is None
 
 
 def test_request_selecting_from_real_offer() -> None:
@@ -997,243 +921,3 @@ def test_rfc3442_classless_routes(
     value: bytes, routes: list[tuple[IPv4Network, IPv4Address]]
 ) -> None:
     assert _with(Opt.CLASSLESS_ROUTES, value).classless_routes == routes
-
-
-# -- IPv4 / UDP framing ------------------------------------------------------------------------
-
-
-def _packet(payload: bytes = b"hello dhcp") -> bytes:
-    return build_udp_ipv4(
-        src=IP("10.1.2.3"), dst=IP("10.4.5.6"), sport=68, dport=67, payload=payload
-    )
-
-
-def test_build_udp_ipv4_layout() -> None:
-    pkt = _packet(b"abc")
-    assert len(pkt) == 20 + 8 + 3
-    assert pkt[0] == 0x45
-    assert struct.unpack("!H", pkt[2:4])[0] == 31
-    assert pkt[4:8] == b"\x00\x00\x00\x00"  # id 0, no DF, no fragment
-    assert (pkt[8], pkt[9]) == (64, 17)
-    assert ip_checksum_ok(pkt[:20])
-    assert pkt[12:20] == IP("10.1.2.3").packed + IP("10.4.5.6").packed
-    assert struct.unpack("!HHH", pkt[20:26]) == (68, 67, 11)
-    assert pkt[26:28] != b"\x00\x00"
-    assert pkt[28:] == b"abc"
-    assert build_udp_ipv4(src=ZERO, dst=BCAST, sport=68, dport=67, payload=b"", ttl=1)[8] == 1
-
-
-def test_build_parse_round_trip() -> None:
-    payload = discover(xid=1, chaddr=MAC, client_id=CID).encode()
-    datagram = parse_udp_ipv4(_packet(payload))
-    assert datagram == UdpDatagram(
-        src=IP("10.1.2.3"), dst=IP("10.4.5.6"), sport=68, dport=67, payload=payload
-    )
-
-
-def test_udp_checksum_zero_is_sent_as_all_ones() -> None:
-    # Choose a payload word that makes the one's complement sum 0xffff (checksum 0).
-    base = _packet(b"\x00\x00")
-    word = base[26:28]
-    pkt = _packet(word)
-    assert pkt[26:28] == b"\xff\xff"
-    assert parse_udp_ipv4(pkt) is not None
-
-
-def test_parse_accepts_zero_udp_checksum() -> None:
-    pkt = bytearray(_packet())
-    pkt[26:28] = b"\x00\x00"  # RFC 768: checksum not computed
-    assert parse_udp_ipv4(bytes(pkt)) is not None
-
-
-def test_parse_ignores_trailing_ethernet_padding() -> None:
-    pkt = _packet(b"x")
-    datagram = parse_udp_ipv4(pkt + bytes(17))
-    assert datagram is not None
-    assert datagram.payload == b"x"
-
-
-def test_parse_honours_ip_options() -> None:
-    pkt = _packet(b"opts")
-    # IHL 6 with a Router Alert option (RFC 2113); total length grows by 4.
-    header = bytearray(pkt[:20])
-    header[0] = 0x46
-    header[2:4] = struct.pack("!H", len(pkt) + 4)
-    with_opts = with_ip_checksum(bytes(header) + b"\x94\x04\x00\x00" + pkt[20:])
-    datagram = parse_udp_ipv4(with_opts)
-    assert datagram is not None
-    assert (datagram.sport, datagram.dport, datagram.payload) == (68, 67, b"opts")
-
-
-def _edit(pkt: bytes, offset: int, value: bytes, *, fix_ip_sum: bool = True) -> bytes:
-    out = pkt[:offset] + value + pkt[offset + len(value) :]
-    return with_ip_checksum(out) if fix_ip_sum else out
-
-
-BASE = _packet(b"hello dhcp")
-BAD_PACKETS = {
-    "empty": b"",
-    "19-octets": BASE[:19],
-    "ipv6-version": _edit(BASE, 0, b"\x65"),
-    "ihl-4": _edit(BASE, 0, b"\x44"),
-    "ihl-past-total-length": _edit(BASE, 0, b"\x4f", fix_ip_sum=False),
-    "bad-ip-checksum": _edit(BASE, 10, b"\x12\x34", fix_ip_sum=False),
-    "ttl-flipped-no-refix": _edit(BASE, 8, b"\x3f", fix_ip_sum=False),
-    "more-fragments": _edit(BASE, 6, b"\x20\x00"),
-    "fragment-offset": _edit(BASE, 6, b"\x00\x01"),
-    "tcp": _edit(BASE, 9, b"\x06"),
-    "total-length-past-end": _edit(BASE, 2, struct.pack("!H", len(BASE) + 1)),
-    "total-length-below-ihl": _edit(BASE, 2, struct.pack("!H", 19)),
-    "no-room-for-udp-header": _edit(BASE[:26], 2, struct.pack("!H", 26)),
-    "udp-length-past-segment": _edit(BASE, 24, struct.pack("!H", len(BASE) - 20 + 1)),
-    "udp-length-below-8": _edit(BASE, 24, struct.pack("!H", 7)),
-    "bad-udp-checksum": _edit(BASE, len(BASE) - 1, b"X"),
-    "udp-port-flipped": _edit(BASE, 20, b"\x00\x45"),
-}
-
-
-@pytest.mark.parametrize("packet", list(BAD_PACKETS.values()), ids=list(BAD_PACKETS))
-def test_parse_udp_ipv4_rejects(packet: bytes) -> None:
-    assert parse_udp_ipv4(packet) is None
-
-
-def test_parse_udp_ipv4_never_raises_on_truncations_of_a_real_packet() -> None:
-    real = load_hex("dnsmasq-2.90-ack.hex")
-    for n in range(len(real)):
-        assert parse_udp_ipv4(real[:n]) is None
-    assert parse_udp_ipv4(real) is not None
-
-
-def test_parse_udp_ipv4_verification_can_be_skipped_but_not_header_checks() -> None:
-    bad_udp = BAD_PACKETS["bad-udp-checksum"]
-    datagram = parse_udp_ipv4(bad_udp, verify_udp_checksum=False)
-    assert datagram is not None
-    assert datagram.payload == b"hello dhcX"
-    assert parse_udp_ipv4(BAD_PACKETS["bad-ip-checksum"], verify_udp_checksum=False) is None
-    assert parse_udp_ipv4(BAD_PACKETS["more-fragments"], verify_udp_checksum=False) is None
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"sport": -1},
-        {"sport": 65536},
-        {"dport": 70000},
-        {"ttl": 256},
-        {"payload": bytes(65536 - 28)},
-    ],
-)
-def test_build_udp_ipv4_rejects(kwargs: dict[str, object]) -> None:
-    args: dict[str, object] = {
-        "src": ZERO,
-        "dst": BCAST,
-        "sport": 68,
-        "dport": 67,
-        "payload": b"",
-    }
-    args.update(kwargs)
-    with pytest.raises(CodecError):
-        build_udp_ipv4(**args)  # type: ignore[arg-type]
-
-
-# -- ARP (RFC 5227) ----------------------------------------------------------------------------
-
-
-def test_arp_probe_bytes() -> None:
-    pkt = arp_probe(sender_mac=MAC, target_ip=IP("192.0.2.50"))
-    assert pkt.encode() == bytes.fromhex("000108000604000102cd0011223300000000000000000000c0000232")
-
-
-def test_arp_announcement_bytes() -> None:
-    pkt = arp_announcement(sender_mac=MAC, ip=IP("192.0.2.50"))
-    assert pkt.encode() == bytes.fromhex("000108000604000102cd00112233c0000232000000000000c0000232")
-
-
-def test_arp_real_probe_and_reply() -> None:
-    probe_raw = load_hex("busybox-1.35.0-arping-probe.hex")
-    probe = ArpPacket.decode(probe_raw)
-    assert probe == ArpPacket(
-        op=ARP_REQUEST,
-        sender_mac=LAB_MAC,
-        sender_ip=ZERO,
-        target_mac=b"\xff" * 6,  # busybox puts broadcast here, RFC 5227 suggests zeros
-        target_ip=SERVER,
-    )
-    assert probe.encode() == probe_raw
-    reply_raw = load_hex("linux-6.18-arp-reply-to-probe.hex")
-    reply = ArpPacket.decode(reply_raw)
-    assert reply == ArpPacket(
-        op=ARP_REPLY, sender_mac=SERVER_MAC, sender_ip=SERVER, target_mac=LAB_MAC, target_ip=ZERO
-    )
-    assert reply.encode() == reply_raw
-    # The address is taken: the owner's reply is a conflict for the prober...
-    assert arp_conflicts(reply, probed_ip=SERVER, own_mac=LAB_MAC)
-    # ...its own probe echoed back is not, but another host probing the same address is.
-    assert not arp_conflicts(probe, probed_ip=SERVER, own_mac=LAB_MAC)
-    assert arp_conflicts(probe, probed_ip=SERVER, own_mac=OTHER_MAC)
-    assert not arp_conflicts(reply, probed_ip=IP("10.233.7.2"), own_mac=LAB_MAC)
-
-
-def test_arp_decode_ignores_trailing_padding() -> None:
-    raw = arp_probe(sender_mac=MAC, target_ip=IP("192.0.2.50")).encode()
-    assert ArpPacket.decode(raw + bytes(18)) == ArpPacket.decode(raw)
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"",
-        bytes.fromhex("00010800060400010000"),
-        bytes.fromhex("0006080006040001") + bytes(20),  # IEEE 802 hardware type
-        bytes.fromhex("000186dd06040001") + bytes(20),  # IPv6 protocol type
-        bytes.fromhex("0001080008040001") + bytes(24),  # hlen 8
-        bytes.fromhex("0001080006100001") + bytes(44),  # plen 16
-    ],
-    ids=["empty", "short", "htype", "ptype", "hlen", "plen"],
-)
-def test_arp_decode_rejects(data: bytes) -> None:
-    with pytest.raises(CodecError):
-        ArpPacket.decode(data)
-
-
-def test_arp_encode_rejects_bad_mac() -> None:
-    with pytest.raises(CodecError):
-        ArpPacket(
-            op=ARP_REQUEST, sender_mac=b"\x00", sender_ip=ZERO, target_mac=bytes(6), target_ip=ZERO
-        ).encode()
-
-
-PROBED = IP("192.0.2.50")
-ARP_CASES = [
-    # name, op, sender mac, sender ip, target ip, conflict?
-    ("other-host-reply-owns-it", ARP_REPLY, OTHER_MAC, PROBED, IP("192.0.2.9"), True),
-    ("other-host-request-from-it", ARP_REQUEST, OTHER_MAC, PROBED, IP("192.0.2.1"), True),
-    ("other-host-announces-it", ARP_REQUEST, OTHER_MAC, PROBED, PROBED, True),
-    ("other-host-probes-it", ARP_REQUEST, OTHER_MAC, ZERO, PROBED, True),
-    ("own-probe-looped-back", ARP_REQUEST, MAC, ZERO, PROBED, False),
-    ("own-announcement", ARP_REQUEST, MAC, PROBED, PROBED, False),
-    ("other-host-asks-for-it", ARP_REQUEST, OTHER_MAC, IP("192.0.2.9"), PROBED, False),
-    ("other-host-probes-other", ARP_REQUEST, OTHER_MAC, ZERO, IP("192.0.2.51"), False),
-    ("unrelated-traffic", ARP_REPLY, OTHER_MAC, IP("192.0.2.9"), IP("192.0.2.1"), False),
-]
-
-
-@pytest.mark.parametrize(
-    ("name", "op", "sender_mac", "sender_ip", "target_ip", "conflict"),
-    ARP_CASES,
-    ids=[c[0] for c in ARP_CASES],
-)
-def test_arp_conflicts_table(
-    name: str,
-    op: int,
-    sender_mac: bytes,
-    sender_ip: IPv4Address,
-    target_ip: IPv4Address,
-    conflict: bool,
-) -> None:
-    pkt = ArpPacket(
-        op=op, sender_mac=sender_mac, sender_ip=sender_ip, target_mac=bytes(6), target_ip=target_ip
-    )
-    assert arp_conflicts(pkt, probed_ip=PROBED, own_mac=MAC) is conflict
-    # and the same holds after a trip through the wire format
-    assert arp_conflicts(ArpPacket.decode(pkt.encode()), probed_ip=PROBED, own_mac=MAC) is conflict

@@ -1,8 +1,9 @@
-"""Pure DHCPv4 (RFC 2131/2132), IPv4/UDP framing (RFC 791/768) and ARP (RFC 826/5227) codecs.
+"""Pure DHCPv4 (RFC 2131/2132) message codec and client message builders.
 
 Everything here is a pure function of its arguments: no sockets, no I/O, no clock, no randomness.
-Malformed wire input raises :class:`CodecError` (decoders) or yields ``None`` (the IPv4/UDP
-parser and the typed option accessors, which never raise).
+Malformed wire input raises :class:`CodecError` (decoders) or yields ``None`` (the typed option
+accessors, which never raise). IPv4/UDP framing is in :mod:`net_dhcp.wire.udp4`, ARP in
+:mod:`net_dhcp.acd.arp_codec`.
 """
 
 from __future__ import annotations
@@ -14,40 +15,29 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
+from ..wire.common import CodecError, check_mac
+
 __all__ = [
-    "ARP_REPLY",
-    "ARP_REQUEST",
     "BROADCAST_FLAG",
     "CLIENT_PORT",
     "DEFAULT_PARAMS",
     "MAGIC_COOKIE",
     "SERVER_PORT",
-    "ArpPacket",
     "CodecError",
     "DhcpMessage",
     "MessageType",
     "Opt",
-    "UdpDatagram",
-    "arp_announcement",
-    "arp_conflicts",
-    "arp_probe",
-    "build_udp_ipv4",
     "client_id_for_mac",
     "decline",
     "discover",
     "mac_from_str",
     "mac_to_str",
-    "parse_udp_ipv4",
     "release",
     "request_init_reboot",
     "request_rebinding",
     "request_renewing",
     "request_selecting",
 ]
-
-
-class CodecError(ValueError):
-    """Malformed input (wire bytes or builder arguments); the message says what was wrong."""
 
 
 class MessageType(enum.IntEnum):
@@ -497,12 +487,6 @@ def _check_host_name(name: str) -> bytes:
     return raw
 
 
-def _check_mac(mac: bytes, what: str = "chaddr") -> bytes:
-    if not isinstance(mac, bytes | bytearray) or len(mac) != 6:
-        raise CodecError(f"{what} must be a 6-octet MAC address, got {mac!r}")
-    return bytes(mac)
-
-
 def _check_client_id(client_id: bytes) -> bytes:
     if not 2 <= len(client_id) <= 255:
         raise CodecError(f"client_id must be 2..255 octets (RFC 2132 9.14), got {len(client_id)}")
@@ -547,7 +531,7 @@ def _build(
         encoded = _check_params(params)
         if encoded:
             options[Opt.PARAMS] = encoded
-    mac = _check_mac(chaddr)
+    mac = check_mac(chaddr, "chaddr")
     return DhcpMessage(
         op=BOOTREQUEST,
         xid=xid,
@@ -767,12 +751,12 @@ def release(
 
 def client_id_for_mac(mac: bytes) -> bytes:
     """Client identifier for an Ethernet MAC: type 1 followed by the 6 octets (RFC 2132 9.14)."""
-    return b"\x01" + _check_mac(mac, "mac")
+    return b"\x01" + check_mac(mac, "mac")
 
 
 def mac_to_str(mac: bytes) -> str:
     """6 octets -> "aa:bb:cc:dd:ee:ff" (lower case); CodecError if not 6 octets."""
-    return ":".join(f"{b:02x}" for b in _check_mac(mac, "mac"))
+    return ":".join(f"{b:02x}" for b in check_mac(mac, "mac"))
 
 
 _MAC_RE = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}\Z")
@@ -783,207 +767,3 @@ def mac_from_str(text: str) -> bytes:
     if not isinstance(text, str) or not _MAC_RE.match(text):
         raise CodecError(f"not a colon-separated MAC address: {text!r}")
     return bytes.fromhex(text.replace(":", ""))
-
-
-# -- IPv4 (RFC 791) + UDP (RFC 768) framing ------------------------------------------------------
-
-_IPV4_HEADER = struct.Struct("!BBHHHBBH4s4s")
-_UDP_HEADER = struct.Struct("!HHHH")
-_IPPROTO_UDP = 17
-_IP_MF = 0x2000
-_IP_OFFSET_MASK = 0x1FFF
-
-
-@dataclass(frozen=True)
-class UdpDatagram:
-    """A UDP datagram lifted out of an IPv4 packet."""
-
-    src: IPv4Address
-    dst: IPv4Address
-    sport: int
-    dport: int
-    payload: bytes
-
-
-def _ones_complement_sum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
-
-
-def _checksum(data: bytes) -> int:
-    """RFC 1071 Internet checksum of ``data``."""
-    return ~_ones_complement_sum(data) & 0xFFFF
-
-
-def _udp_pseudo_header(src: IPv4Address, dst: IPv4Address, udp_length: int) -> bytes:
-    return src.packed + dst.packed + struct.pack("!BBH", 0, _IPPROTO_UDP, udp_length)
-
-
-def build_udp_ipv4(
-    *,
-    src: IPv4Address,
-    dst: IPv4Address,
-    sport: int,
-    dport: int,
-    payload: bytes,
-    ttl: int = 64,
-) -> bytes:
-    """IPv4 packet (IHL 5, id 0, DF clear, TOS 0) carrying one UDP datagram, both checksums
-    valid; CodecError on an out-of-range port/TTL or oversize payload."""
-    for name, port in (("sport", sport), ("dport", dport)):
-        if not 0 <= port <= 0xFFFF:
-            raise CodecError(f"{name} {port} is not in 0..65535")
-    if not 0 <= ttl <= 0xFF:
-        raise CodecError(f"ttl {ttl} is not in 0..255")
-    udp_length = _UDP_HEADER.size + len(payload)
-    total_length = _IPV4_HEADER.size + udp_length
-    if total_length > 0xFFFF:
-        raise CodecError(f"payload of {len(payload)} octets does not fit in one IPv4 packet")
-    udp_header = _UDP_HEADER.pack(sport, dport, udp_length, 0)
-    udp_sum = _checksum(_udp_pseudo_header(src, dst, udp_length) + udp_header + payload)
-    if udp_sum == 0:
-        udp_sum = 0xFFFF  # RFC 768: a computed zero is sent as all ones
-    udp_header = _UDP_HEADER.pack(sport, dport, udp_length, udp_sum)
-    ip_header = _IPV4_HEADER.pack(
-        0x45, 0, total_length, 0, 0, ttl, _IPPROTO_UDP, 0, src.packed, dst.packed
-    )
-    ip_header = ip_header[:10] + _checksum(ip_header).to_bytes(2, "big") + ip_header[12:]
-    return ip_header + udp_header + bytes(payload)
-
-
-def parse_udp_ipv4(packet: bytes, *, verify_udp_checksum: bool = True) -> UdpDatagram | None:
-    """The UDP datagram in an IPv4 packet, or None (never raises) if not IPv4/UDP, truncated, bad
-    header checksum, a fragment, or a bad nonzero UDP checksum (checked unless
-    ``verify_udp_checksum`` is False, for packets the kernel flags TP_STATUS_CSUMNOTREADY)."""
-    packet = bytes(packet)
-    if len(packet) < _IPV4_HEADER.size:
-        return None
-    ver_ihl, _tos, total_length, _ident, frag, _ttl, proto, _sum, src, dst = (
-        _IPV4_HEADER.unpack_from(packet)
-    )
-    if ver_ihl >> 4 != 4:
-        return None
-    ihl = (ver_ihl & 0x0F) * 4
-    if ihl < _IPV4_HEADER.size or total_length < ihl or total_length > len(packet):
-        return None
-    if _ones_complement_sum(packet[:ihl]) != 0xFFFF:
-        return None
-    if frag & _IP_MF or frag & _IP_OFFSET_MASK:
-        return None
-    if proto != _IPPROTO_UDP:
-        return None
-    segment = packet[ihl:total_length]
-    if len(segment) < _UDP_HEADER.size:
-        return None
-    sport, dport, udp_length, udp_sum = _UDP_HEADER.unpack_from(segment)
-    if udp_length < _UDP_HEADER.size or udp_length > len(segment):
-        return None
-    datagram = segment[:udp_length]
-    src_ip = IPv4Address(src)
-    dst_ip = IPv4Address(dst)
-    if (
-        verify_udp_checksum
-        and udp_sum != 0
-        and _ones_complement_sum(_udp_pseudo_header(src_ip, dst_ip, udp_length) + datagram)
-        != 0xFFFF
-    ):
-        return None
-    return UdpDatagram(
-        src=src_ip, dst=dst_ip, sport=sport, dport=dport, payload=datagram[_UDP_HEADER.size :]
-    )
-
-
-# -- ARP (RFC 826) for address conflict detection (RFC 5227) -------------------------------------
-
-#: ARP opcode for a request (RFC 826; RFC 5227 probes and announcements are requests).
-ARP_REQUEST = 1
-#: ARP opcode for a reply (RFC 826).
-ARP_REPLY = 2
-_ARP = struct.Struct("!HHBBH6s4s6s4s")
-_ARP_HTYPE_ETHERNET = 1
-_ARP_PTYPE_IPV4 = 0x0800
-_ZERO_MAC = bytes(6)
-
-
-@dataclass(frozen=True)
-class ArpPacket:
-    """An Ethernet/IPv4 ARP payload (RFC 826), without the Ethernet header."""
-
-    op: int
-    sender_mac: bytes
-    sender_ip: IPv4Address
-    target_mac: bytes
-    target_ip: IPv4Address
-
-    def encode(self) -> bytes:
-        """28 wire octets (htype 1, ptype 0x0800); CodecError on a bad MAC length or opcode."""
-        if not 0 <= self.op <= 0xFFFF:
-            raise CodecError(f"ARP opcode {self.op} is not in 0..65535")
-        return _ARP.pack(
-            _ARP_HTYPE_ETHERNET,
-            _ARP_PTYPE_IPV4,
-            6,
-            4,
-            self.op,
-            _check_mac(self.sender_mac, "sender_mac"),
-            self.sender_ip.packed,
-            _check_mac(self.target_mac, "target_mac"),
-            self.target_ip.packed,
-        )
-
-    @classmethod
-    def decode(cls, data: bytes) -> ArpPacket:
-        """Parse the first 28 octets (trailing padding ignored); CodecError if short or not
-        Ethernet/IPv4 ARP."""
-        data = bytes(data)
-        if len(data) < _ARP.size:
-            raise CodecError(f"ARP packet is {len(data)} octets, shorter than 28")
-        htype, ptype, hlen, plen, op, sha, spa, tha, tpa = _ARP.unpack_from(data)
-        if (htype, ptype, hlen, plen) != (_ARP_HTYPE_ETHERNET, _ARP_PTYPE_IPV4, 6, 4):
-            raise CodecError(
-                f"not an Ethernet/IPv4 ARP packet (htype {htype}, ptype {ptype:#06x}, "
-                f"hlen {hlen}, plen {plen})"
-            )
-        return cls(
-            op=op,
-            sender_mac=sha,
-            sender_ip=IPv4Address(spa),
-            target_mac=tha,
-            target_ip=IPv4Address(tpa),
-        )
-
-
-def arp_probe(*, sender_mac: bytes, target_ip: IPv4Address) -> ArpPacket:
-    """ARP Probe (RFC 5227 2.1.1): request, sender IP 0.0.0.0, target MAC zero, target = ip."""
-    return ArpPacket(
-        op=ARP_REQUEST,
-        sender_mac=_check_mac(sender_mac, "sender_mac"),
-        sender_ip=_IP0,
-        target_mac=_ZERO_MAC,
-        target_ip=target_ip,
-    )
-
-
-def arp_announcement(*, sender_mac: bytes, ip: IPv4Address) -> ArpPacket:
-    """ARP Announcement (RFC 5227 2.3): request, sender IP = target IP = ip, target MAC zero."""
-    return ArpPacket(
-        op=ARP_REQUEST,
-        sender_mac=_check_mac(sender_mac, "sender_mac"),
-        sender_ip=ip,
-        target_mac=_ZERO_MAC,
-        target_ip=ip,
-    )
-
-
-def arp_conflicts(packet: ArpPacket, *, probed_ip: IPv4Address, own_mac: bytes) -> bool:
-    """RFC 5227 2.1.1: True if ``packet`` is from another MAC and either claims ``probed_ip`` as
-    its sender IP or is another host's probe (sender IP 0.0.0.0) for ``probed_ip``."""
-    if packet.sender_mac == own_mac:
-        return False
-    if packet.sender_ip == probed_ip:
-        return True
-    return packet.sender_ip == _IP0 and packet.target_ip == probed_ip

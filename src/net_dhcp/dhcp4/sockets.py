@@ -1,4 +1,4 @@
-"""The only owner of DHCP and ARP sockets.
+"""The only owner of DHCP sockets.
 
 DHCP goes over an AF_PACKET/SOCK_DGRAM socket bound to one interface: it needs no
 address on the interface, survives rp_filter, and lets us choose the IP source
@@ -13,20 +13,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import logging
 import os
 import socket
 import struct
-from collections.abc import Callable
 from ipaddress import IPv4Address
 
+from ..wire import udp4
 from . import codec
 from .lease import Lease
 
 LOG = logging.getLogger(__name__)
 
 ETH_P_IP = 0x0800
-ETH_P_ARP = 0x0806
 SO_ATTACH_FILTER = 26
 SO_BINDTODEVICE = 25
 SOL_PACKET = 263
@@ -121,7 +121,7 @@ class DhcpSocket:
             except OSError as err:
                 LOG.debug("%s: packet socket read failed: %s", self.ifname, err)
                 return
-            dgram = codec.parse_udp_ipv4(data, verify_udp_checksum=_checksum_ready(ancdata))
+            dgram = udp4.parse_udp_ipv4(data, verify_udp_checksum=_checksum_ready(ancdata))
             if dgram is None or dgram.dport != codec.CLIENT_PORT:
                 continue
             try:
@@ -156,7 +156,7 @@ class DhcpSocket:
         dst_mac: bytes = BROADCAST_MAC,
     ) -> None:
         """Send one message from port 68 to port 67, framed by hand."""
-        frame = codec.build_udp_ipv4(
+        frame = udp4.build_udp_ipv4(
             src=src, dst=dst, sport=codec.CLIENT_PORT, dport=codec.SERVER_PORT,
             payload=msg.encode(),
         )
@@ -176,66 +176,18 @@ class DhcpSocket:
 def open_dhcp_socket(ifname: str, *, with_sink: bool) -> DhcpSocket:
     """Open the sockets for `ifname` in the calling thread's namespace (blocking)."""
     ifindex = socket.if_nametoindex(ifname)
-    mac = _read_mac(ifname)
+    mac = read_mac(ifname)
     return DhcpSocket(ifname, ifindex, mac, with_sink)
 
 
-def _read_mac(ifname: str) -> bytes:
+def read_mac(ifname: str) -> bytes:
+    """MAC address of `ifname` in the calling thread's namespace (blocking)."""
     # SIOCGIFHWADDR on a socket made in this thread's namespace: sysfs would show
     # the namespace of whoever mounted it, not ours.
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        import fcntl
-
         req = struct.pack("256s", ifname.encode()[:15])
         res = fcntl.ioctl(s.fileno(), 0x8927, req)
         return res[18:24]
-
-
-class ArpSocket:
-    """A packet socket for RFC 5227 probes on one interface."""
-
-    def __init__(self, ifname: str, mac: bytes) -> None:
-        self.ifname = ifname
-        self.mac = mac
-        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ARP))
-        try:
-            self._sock.bind((ifname, ETH_P_ARP))
-            self._sock.setblocking(False)
-        except BaseException:
-            self._sock.close()
-            raise
-
-    def send(self, pkt: codec.ArpPacket) -> None:
-        """Broadcast one ARP packet."""
-        self._sock.sendto(pkt.encode(), (self.ifname, ETH_P_ARP, 0, 0, BROADCAST_MAC))
-
-    async def watch(self, on_packet: Callable[[codec.ArpPacket], None], seconds: float) -> None:
-        """Feed every ARP packet seen for `seconds` to `on_packet`."""
-        loop = asyncio.get_running_loop()
-
-        def readable() -> None:
-            while True:
-                try:
-                    data = self._sock.recv(256)
-                except (BlockingIOError, OSError):
-                    return
-                with contextlib.suppress(codec.CodecError):
-                    on_packet(codec.ArpPacket.decode(data))
-
-        loop.add_reader(self._sock.fileno(), readable)
-        try:
-            await asyncio.sleep(seconds)
-        finally:
-            loop.remove_reader(self._sock.fileno())
-
-    def close(self) -> None:
-        """Close the socket."""
-        self._sock.close()
-
-
-def open_arp_socket(ifname: str) -> ArpSocket:
-    """Open an ARP socket for `ifname` in the calling thread's namespace (blocking)."""
-    return ArpSocket(ifname, _read_mac(ifname))
 
 
 def send_release_as(bridge: str, mac: bytes, lease: Lease, client_id: bytes) -> None:
@@ -246,9 +198,9 @@ def send_release_as(bridge: str, mac: bytes, lease: Lease, client_id: bytes) -> 
     """
     msg = codec.release(xid=int.from_bytes(os.urandom(4), "big"), chaddr=mac,
                         client_id=client_id, ciaddr=lease.address.ip, server_id=lease.server_id)
-    packet = codec.build_udp_ipv4(src=lease.address.ip, dst=lease.server_id,
-                                  sport=codec.CLIENT_PORT, dport=codec.SERVER_PORT,
-                                  payload=msg.encode())
+    packet = udp4.build_udp_ipv4(src=lease.address.ip, dst=lease.server_id,
+                                 sport=codec.CLIENT_PORT, dport=codec.SERVER_PORT,
+                                 payload=msg.encode())
     dst_mac = lease.server_mac or BROADCAST_MAC
     frame = dst_mac + mac + struct.pack("!H", ETH_P_IP) + packet
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP)) as sock:

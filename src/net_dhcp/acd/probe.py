@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from ipaddress import IPv4Address
 
-from .dhcp4 import codec
-from .dhcp4.sockets import open_arp_socket
-from .netlink import run_in_netns
+from ..dhcp4 import codec
+from ..netlink import run_in_netns
+from . import arp_codec
+from .socket import open_arp_socket
 
 LOG = logging.getLogger(__name__)
 
@@ -21,15 +22,15 @@ PROBE_LISTEN_S = 0.02
 async def in_use(ifname: str, netns: str | None, ip: IPv4Address) -> bool:
     """Probe `ip` from `ifname`; True if another host claims it."""
     sock = await run_in_netns(netns, lambda: open_arp_socket(ifname))
-    conflict: list[codec.ArpPacket] = []
+    conflict: list[arp_codec.ArpPacket] = []
 
-    def seen(pkt: codec.ArpPacket) -> None:
-        if codec.arp_conflicts(pkt, probed_ip=ip, own_mac=sock.mac):
+    def seen(pkt: arp_codec.ArpPacket) -> None:
+        if arp_codec.arp_conflicts(pkt, probed_ip=ip, own_mac=sock.mac):
             conflict.append(pkt)
 
     try:
         for i in range(PROBE_NUM):
-            sock.send(codec.arp_probe(sender_mac=sock.mac, target_ip=ip))
+            sock.send(arp_codec.arp_probe(sender_mac=sock.mac, target_ip=ip))
             await sock.watch(seen, PROBE_INTERVAL_S if i < PROBE_NUM - 1 else PROBE_LISTEN_S)
             if conflict:
                 LOG.warning("%s is in use by %s", ip, codec.mac_to_str(conflict[0].sender_mac))
