@@ -29,3 +29,23 @@ class LeaseError(NetDhcpError):
 
 class StoreError(NetDhcpError):
     """The state database could not be read or written."""
+
+
+class DhcpReplyError(NetDhcpError):
+    """A DHCP reply is malformed or grants something unusable; the client drops it."""
+
+
+class DockerApiError(NetDhcpError):
+    """The Docker API answered with an error status (or not at all)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DockerNotFound(DockerApiError):
+    """The Docker API answered 404: the object does not exist (any more)."""
+
+
+class AlreadyRunning(NetDhcpError):
+    """Another `net-dhcp serve` holds the socket or the state directory."""

@@ -13,9 +13,11 @@ from ipaddress import IPv4Address, IPv4Interface
 import pytest
 
 from net_dhcp.dhcp4 import codec
-from net_dhcp.dhcp4.client import LeaseKeeper, State, Timing
+from net_dhcp.dhcp4.fsm import State
+from net_dhcp.dhcp4.keeper import LeaseKeeper
 from net_dhcp.dhcp4.lease import Lease
 from net_dhcp.dhcp4.sockets import BROADCAST_MAC
+from net_dhcp.dhcp4.timing import Timing
 
 MAC = bytes.fromhex("020000000001")
 SERVER = IPv4Address("10.0.0.1")

@@ -6,13 +6,29 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
-from ..netlink import Route
+from ..errors import DhcpReplyError
+from ..routes import Route, on_link
 from . import codec
 
 # RFC 2131 4.4.5: T1 defaults to 0.5 and T2 to 0.875 of the lease duration.
 T1_FRACTION = 0.5
 T2_FRACTION = 0.875
 INFINITE = 0xFFFFFFFF
+UNKNOWN_SERVER = IPv4Address(0)
+"""server_id of a lease recovered from Docker: its server is learnt from the next ACK."""
+_UNUSABLE_NETS = tuple(IPv4Network(n) for n in (
+    "0.0.0.0/8",  # "this network" (RFC 1122 3.2.1.3)
+    "127.0.0.0/8",  # loopback
+    "224.0.0.0/4",  # multicast
+    "240.0.0.0/4",  # reserved, and 255.255.255.255
+))
+
+
+def check_host_address(ip: IPv4Address, what: str = "yiaddr") -> None:
+    """Raise DhcpReplyError unless `ip` can be a host's unicast address."""
+    for net in _UNUSABLE_NETS:
+        if ip in net:
+            raise DhcpReplyError(f"{what} {ip} is not a usable host address (in {net})")
 
 
 @dataclass(frozen=True)
@@ -47,19 +63,38 @@ class Lease:
         """When the address must stop being used."""
         return self.obtained_at + self.lease_time_s
 
+    @property
+    def server_known(self) -> bool:
+        """False for a lease recovered from Docker, whose server has not answered yet."""
+        return self.server_id != UNKNOWN_SERVER
+
     @classmethod
     def from_ack(cls, ack: codec.DhcpMessage, *, server_mac: bytes, sent_at: float,
-                 hostname: str | None = None) -> Lease:
-        """Build from an ACK; RFC 2131 4.4.1: times count from when the REQUEST was sent."""
+                 hostname: str | None = None, previous: Lease | None = None) -> Lease:
+        """Build from an ACK, or raise DhcpReplyError if it is unusable.
+
+        RFC 2131 4.4.1: times count from when the REQUEST was sent. `previous` is the lease
+        being renewed: a renewal that omits the subnet mask keeps its prefix.
+        """
         server = ack.server_id
         if server is None:
-            raise codec.CodecError("ACK carries no server identifier (option 54)")
-        prefix = ack.prefixlen
-        if prefix is None:
-            prefix = _classful_prefix(ack.yiaddr)
-        lease_s = float(ack.lease_time_s or 0)
-        if lease_s <= 0 or lease_s >= INFINITE:
-            lease_s = float(INFINITE)
+            raise DhcpReplyError("ACK carries no server identifier (option 54)")
+        check_host_address(server, "server identifier")
+        check_host_address(ack.yiaddr)
+        prefix = _prefix(ack, previous)
+        address = IPv4Interface(f"{ack.yiaddr}/{prefix}")
+        if prefix <= 30 and ack.yiaddr in (address.network.network_address,
+                                           address.network.broadcast_address):
+            raise DhcpReplyError(f"yiaddr {ack.yiaddr} is the network or broadcast address "
+                                 f"of {address.network}")
+        lease_raw = ack.lease_time_s
+        if lease_raw is None:
+            # RFC 2131 table 3: a DHCPACK to a DHCPREQUEST MUST carry the lease time; the
+            # client may not guess one (an infinite guess would never be renewed).
+            raise DhcpReplyError("ACK carries no lease time (option 51)")
+        if lease_raw == 0:
+            raise DhcpReplyError("ACK grants a lease time of 0 s")
+        lease_s = float(lease_raw)
         t1 = float(ack.renewal_time_s or 0)
         t2 = float(ack.rebinding_time_s or 0)
         if not 0 < t2 < lease_s:
@@ -79,12 +114,13 @@ class Lease:
         else:
             gateway = ack.routers[0] if ack.routers else None
             routes.extend(Route(net, gw) for net, gw in ack.static_routes)
+        gateway, usable = on_link(address, gateway, tuple(routes))
         return cls(
-            address=IPv4Interface(f"{ack.yiaddr}/{prefix}"),
+            address=address,
             server_id=server,
             server_mac=server_mac,
             gateway=gateway,
-            routes=tuple(routes),
+            routes=usable,
             dns=tuple(ack.dns_servers),
             domain=ack.domain_name,
             lease_time_s=lease_s,
@@ -130,6 +166,23 @@ class Lease:
             obtained_at=float(d["obtained_at"]),
             hostname_sent=d.get("hostname_sent"),
         )
+
+
+def _prefix(ack: codec.DhcpMessage, previous: Lease | None) -> int:
+    """The prefix length option 1 gives; without it, the renewed lease's, else classful."""
+    raw = ack.options.get(codec.Opt.SUBNET_MASK)
+    if raw is not None:
+        if len(raw) != 4:
+            raise DhcpReplyError(f"subnet mask (option 1) is {len(raw)} octets, not 4")
+        prefix = ack.prefixlen
+        if prefix is None:
+            raise DhcpReplyError(f"subnet mask {ack.subnet_mask} is not contiguous")
+        if prefix == 0:
+            raise DhcpReplyError("subnet mask 0.0.0.0 makes the whole internet on-link")
+        return prefix
+    if previous is not None and previous.address.ip == ack.yiaddr:
+        return previous.address.network.prefixlen
+    return _classful_prefix(ack.yiaddr)
 
 
 def _classful_prefix(addr: IPv4Address) -> int:
