@@ -1,90 +1,224 @@
-"""The plugin's HTTP side: Docker's POST /<Method> calls -> Driver; errors -> {"Err": ...}."""
+"""The plugin's HTTP side: POST /<Method> -> typed request -> driver; every error -> {"Err": ...}.
+
+Each call is: read the body (at most MAX_BODY bytes), decode it (`requests.decode_body`),
+parse it into a typed request (`requests.PARSERS`), and only then call the driver, so
+nothing is created for a request that is malformed. Every reply is JSON; a failure is
+`{"Err": "<printable message>"}` with the status from `status_for` (the one place that
+maps errors to statuses):
+
+* 400 RequestError (malformed request), OptionError (a bad `-o`/driver-opt option);
+* 404 NotFoundError (unknown network or endpoint) and methods we do not implement;
+* 405 a verb other than POST;  413 a body over MAX_BODY;
+* 500 any other NetDhcpError (kernel, DHCP, store), and unexpected exceptions, which are
+  logged with their traceback.
+
+Docker treats every non-200 reply carrying {"Err"} as a failure of that call, showing
+"NetworkDriver.<Method>: <Err>", except that it ignores 404 from Program- and
+RevokeExternalConnectivity, which we answer ourselves. So a 404 for CreateEndpoint or
+Join on an unknown network is still an error to Docker, as it must be.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from aiohttp import web
 
-from .driver import Driver
-from .errors import NetDhcpError, RequestError
+from .errors import NetDhcpError, NotFoundError, OptionError, RequestError
+from .logs import TRACE
+from .requests import (
+    CreateEndpointRequest,
+    CreateNetworkRequest,
+    EndpointRequest,
+    JoinRequest,
+    NetworkRequest,
+    decode_body,
+    parse_create_endpoint,
+    parse_create_network,
+    parse_empty,
+    parse_endpoint,
+    parse_join,
+    parse_network,
+)
+from .text import printable, quote_for_log
 
 LOG = logging.getLogger(__name__)
-TRACE = 5
+
 CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
+MAX_BODY = 1 << 20
+"""Largest request body read, in bytes; Docker's are under 10 KiB."""
+TRACE_BODY_LIMIT = 2000
+"""Characters of a body or reply shown in a TRACE log line."""
+METHOD_LIMIT = 120
+"""Characters of a method name shown in a log line or an error (escaped, unquoted)."""
 
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+R = TypeVar("R")
+Reply = dict[str, Any]
 
 
-async def _const(value: dict[str, Any], _req: dict[str, Any]) -> dict[str, Any]:
-    return value
+class BodyTooLargeError(RequestError):
+    """The request body is larger than MAX_BODY."""
 
 
-def handlers(driver: Driver) -> dict[str, Handler]:
-    """Method name -> coroutine taking the decoded body and returning the reply."""
+class UnknownMethodError(RequestError):
+    """The URL names a method the plugin does not implement."""
 
-    def const(value: dict[str, Any]) -> Handler:
-        return lambda req: _const(value, req)
 
+class WrongVerbError(RequestError):
+    """The request is not a POST."""
+
+
+_STATUS: tuple[tuple[type[BaseException], int], ...] = (
+    (BodyTooLargeError, 413),
+    (UnknownMethodError, 404),
+    (WrongVerbError, 405),
+    (NotFoundError, 404),
+    (RequestError, 400),
+    (OptionError, 400),
+    (NetDhcpError, 500),
+)
+
+
+def status_for(err: BaseException) -> int:
+    """The HTTP status that answers `err` (first match in _STATUS, else 500)."""
+    for kind, status in _STATUS:
+        if isinstance(err, kind):
+            return status
+    return 500
+
+
+class DriverLike(Protocol):
+    """What api.py needs of the driver: one coroutine per stateful call, typed requests in."""
+
+    async def create_network(self, req: CreateNetworkRequest) -> Reply: ...
+    async def delete_network(self, req: NetworkRequest) -> Reply: ...
+    async def create_endpoint(self, req: CreateEndpointRequest) -> Reply: ...
+    async def endpoint_oper_info(self, req: EndpointRequest) -> Reply: ...
+    async def delete_endpoint(self, req: EndpointRequest) -> Reply: ...
+    async def join(self, req: JoinRequest) -> Reply: ...
+    async def leave(self, req: EndpointRequest) -> Reply: ...
+
+
+class Route(NamedTuple, Generic[R]):
+    """How one method is served: parse the decoded body, then handle the typed request."""
+
+    parse: Callable[[object], R]
+    handle: Callable[[R], Awaitable[Reply]]
+
+
+def _const(value: Reply) -> Callable[[object], Awaitable[Reply]]:
+    async def reply(_req: object) -> Reply:
+        return copy.deepcopy(value)  # callers may mutate what they get
+    return reply
+
+
+def handlers(driver: DriverLike) -> dict[str, Route[Any]]:
+    """Method name (URL path without '/') -> its Route."""
     return {
-        "Plugin.Activate": const({"Implements": ["NetworkDriver"]}),
-        "NetworkDriver.GetCapabilities": const({"Scope": "local", "ConnectivityScope": "local"}),
-        "NetworkDriver.CreateNetwork": driver.create_network,
-        "NetworkDriver.DeleteNetwork": driver.delete_network,
-        "NetworkDriver.AllocateNetwork": const({"Options": {}}),
-        "NetworkDriver.FreeNetwork": const({}),
-        "NetworkDriver.CreateEndpoint": driver.create_endpoint,
-        "NetworkDriver.EndpointOperInfo": driver.endpoint_oper_info,
-        "NetworkDriver.DeleteEndpoint": driver.delete_endpoint,
-        "NetworkDriver.Join": driver.join,
-        "NetworkDriver.Leave": driver.leave,
-        "NetworkDriver.DiscoverNew": const({}),
-        "NetworkDriver.DiscoverDelete": const({}),
-        "NetworkDriver.ProgramExternalConnectivity": const({}),
-        "NetworkDriver.RevokeExternalConnectivity": const({}),
+        "Plugin.Activate": Route(parse_empty, _const({"Implements": ["NetworkDriver"]})),
+        "NetworkDriver.GetCapabilities": Route(
+            parse_empty, _const({"Scope": "local", "ConnectivityScope": "local"})),
+        "NetworkDriver.CreateNetwork": Route(parse_create_network, driver.create_network),
+        "NetworkDriver.DeleteNetwork": Route(parse_network, driver.delete_network),
+        "NetworkDriver.AllocateNetwork": Route(parse_network, _const({"Options": {}})),
+        "NetworkDriver.FreeNetwork": Route(parse_network, _const({})),
+        "NetworkDriver.CreateEndpoint": Route(parse_create_endpoint, driver.create_endpoint),
+        "NetworkDriver.EndpointOperInfo": Route(parse_endpoint, driver.endpoint_oper_info),
+        "NetworkDriver.DeleteEndpoint": Route(parse_endpoint, driver.delete_endpoint),
+        "NetworkDriver.Join": Route(parse_join, driver.join),
+        "NetworkDriver.Leave": Route(parse_endpoint, driver.leave),
+        "NetworkDriver.DiscoverNew": Route(parse_empty, _const({})),
+        "NetworkDriver.DiscoverDelete": Route(parse_empty, _const({})),
+        "NetworkDriver.ProgramExternalConnectivity": Route(parse_endpoint, _const({})),
+        "NetworkDriver.RevokeExternalConnectivity": Route(parse_endpoint, _const({})),
     }
 
 
-def _reply(status: int, body: dict[str, Any]) -> web.Response:
-    return web.Response(status=status, body=json.dumps(body).encode(), content_type=CONTENT_TYPE)
+async def read_body(request: web.Request, limit: int = MAX_BODY) -> bytes:
+    """The whole request body, or BodyTooLargeError once it is known to exceed `limit`."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise BodyTooLargeError(
+            f"request body is {declared} bytes, more than the {_size(limit)} limit")
+    chunks: list[bytes] = []
+    size = 0
+    # Read ourselves rather than request.read(): aiohttp's own cap answers in plain text,
+    # and a chunked body has no Content-Length to check up front.
+    while chunk := await request.content.read(limit + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError(
+                f"request body is at least {size} bytes, more than the {_size(limit)} limit")
+    return b"".join(chunks)
 
 
-def make_app(driver: Driver) -> web.Application:
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
+
+
+def _error_text(err: BaseException) -> str:
+    try:
+        text = str(err)
+    except Exception:  # noqa: BLE001 - str() of an exception can raise (e.g. huge ints)
+        text = ""
+    return printable(text or type(err).__name__)
+
+
+def _encode(body: Reply) -> bytes:
+    # ensure_ascii keeps the reply 7-bit whatever a message holds.
+    return json.dumps(body, ensure_ascii=True, allow_nan=False).encode()
+
+
+def _reply(status: int, data: bytes) -> web.Response:
+    return web.Response(status=status, body=data, content_type=CONTENT_TYPE)
+
+
+def make_app(driver: DriverLike) -> web.Application:
     """The aiohttp application serving every plugin method."""
     table = handlers(driver)
 
     async def dispatch(request: web.Request) -> web.Response:
         method = request.match_info["method"]
-        raw = await request.read()
-        LOG.log(TRACE, "-> %s %s", method, raw.decode(errors="replace").strip())
-        handler = table.get(method)
-        if handler is None:
-            resp = _reply(404, {"Err": f"net-dhcp does not implement {method}"})
-            LOG.log(TRACE, "<- %s 404", method)
-            return resp
+        shown = printable(method, METHOD_LIMIT)
         try:
-            body = json.loads(raw) if raw.strip() else {}
-            if not isinstance(body, dict):
-                raise RequestError(f"{method}: the request body must be a JSON object")
-            result = await handler(body)
-        except json.JSONDecodeError as err:
-            LOG.warning("%s: malformed JSON body: %s", method, err)
-            result, status = {"Err": f"{method}: malformed JSON request body: {err}"}, 400
+            if request.method != "POST":
+                raise WrongVerbError(
+                    f"net-dhcp answers POST only, not {quote_for_log(request.method)}")
+            route = table.get(method)
+            if route is None:
+                raise UnknownMethodError(f"net-dhcp does not implement {shown}")
+            raw = await read_body(request)
+            if LOG.isEnabledFor(TRACE):
+                LOG.log(TRACE, "-> %s %s", shown,
+                        quote_for_log(raw.decode(errors="replace").strip(), TRACE_BODY_LIMIT))
+            typed = route.parse(decode_body(raw))
+            result = await route.handle(typed)
+            if not isinstance(result, dict):
+                raise TypeError(f"handler returned {type(result).__name__}, not a dict")
+            status, data = 200, _encode(result)
         except NetDhcpError as err:
-            LOG.warning("%s failed: %s", method, err)
-            result, status = {"Err": str(err)}, 500
+            status = status_for(err)
+            message = _error_text(err)
+            LOG.warning("%s failed (%d): %s", shown, status, message)
+            data = _encode({"Err": message})
         except Exception as err:
-            LOG.exception("%s: unexpected error", method)
-            result, status = {"Err": f"net-dhcp internal error in {method}: {err!r}; "
-                                     "see the plugin log"}, 500
-        else:
-            status = 200
-        LOG.log(TRACE, "<- %s %d %s", method, status, json.dumps(result))
-        return _reply(status, result)
+            status = status_for(err)
+            LOG.exception("%s: unexpected error", shown)
+            data = _encode({"Err": f"net-dhcp internal error in {shown}: "
+                                   f"{type(err).__name__}: {_error_text(err)}; "
+                                   "see the plugin log"})
+        if LOG.isEnabledFor(TRACE):
+            LOG.log(TRACE, "<- %s %d %s", shown, status,
+                    quote_for_log(data.decode(), TRACE_BODY_LIMIT))
+        return _reply(status, data)
 
-    app = web.Application()
-    app.router.add_post("/{method}", dispatch)
+    # Above MAX_BODY so that read_body, not aiohttp's plain-text 413, decides.
+    app = web.Application(client_max_size=2 * MAX_BODY)
+    # Every path and verb reaches dispatch, so even a stray request gets a JSON answer.
+    app.router.add_route("*", r"/{method:[\s\S]*}", dispatch)
     return app
