@@ -1,21 +1,42 @@
-"""The `net-dhcp` command: parse arguments, set up logging, delegate."""
+"""The `net-dhcp` command: parse arguments, set up logging, delegate.
+
+Importing this module stays cheap (no aiohttp, no pyroute2): the daemon is imported only
+when `serve` runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from .api import TRACE
-from .dhcp4.client import RENEW_RETRY_MIN_S, Timing
+from .dhcp4.timing import RENEW_RETRY_MIN_S, Timing
+from .errors import NetDhcpError
+from .logs import setup_logging
 
 DEFAULT_SOCKET = "/run/docker/plugins/net-dhcp.sock"
 DEFAULT_STATE_DIR = "/var/lib/net-dhcp"
-LEVELS = {"trace": TRACE, "debug": logging.DEBUG, "info": logging.INFO,
-          "warning": logging.WARNING, "error": logging.ERROR}
+DAY_S = 86400.0
+MIN_SWEEP_S = 1.0
+MIN_RENEW_RETRY_S = 0.5
+
+
+def seconds(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds in [low, high], else a clear error."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{text} is out of range: use {low:g} to {high:g} seconds")
+        return value
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,51 +55,47 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--log-file", help="append the log here instead of standard error")
     s.add_argument("--docker-socket", help="Docker API socket (default: DOCKER_HOST or "
                                            "/var/run/docker.sock)")
-    s.add_argument("--sweep-interval", type=float, default=60.0, metavar="SECONDS",
-                   help="how often to look for endpoints Docker no longer has (default 60)")
-    s.add_argument("--renew-retry-min", type=float, default=RENEW_RETRY_MIN_S, metavar="SECONDS",
+    s.add_argument("--sweep-interval", type=seconds(MIN_SWEEP_S, DAY_S), default=60.0,
+                   metavar="SECONDS",
+                   help="how often to look for endpoints Docker no longer has "
+                        f"({MIN_SWEEP_S:g} to {DAY_S:g}; default 60)")
+    s.add_argument("--renew-retry-min", type=seconds(MIN_RENEW_RETRY_S, DAY_S),
+                   default=RENEW_RETRY_MIN_S, metavar="SECONDS",
                    help="shortest wait between renewal retransmissions (RFC 2131: 60)")
-    s.add_argument("--renew-retry-max", type=float, default=float("inf"), metavar="SECONDS",
+    s.add_argument("--renew-retry-max", type=seconds(MIN_RENEW_RETRY_S, math.inf),
+                   default=math.inf, metavar="SECONDS",
                    help="longest wait between renewal retransmissions (default: none, "
                         "RFC 2131 waits half the remaining time)")
     return p
 
 
-def setup_logging(log_file: str | None) -> None:
-    """LOG_LEVEL env: trace, debug, info (default), warning, error."""
-    logging.addLevelName(TRACE, "TRACE")
-    name = os.environ.get("LOG_LEVEL", "info").strip().lower()
-    if name not in LEVELS:
-        raise SystemExit(f"LOG_LEVEL={name!r} is not one of {', '.join(LEVELS)}")
-    handler: logging.Handler = (logging.FileHandler(log_file) if log_file
-                                else logging.StreamHandler(sys.stderr))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(LEVELS[name])
-    # pyroute2 logs every netlink message at debug level: far too much even for trace.
-    logging.getLogger("pyroute2").setLevel(logging.WARNING)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("asyncio").setLevel(logging.INFO)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `net-dhcp` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "serve":
-        from .daemon import Settings, serve
-
-        setup_logging(args.log_file)
+        if args.renew_retry_max < args.renew_retry_min:
+            parser.error(f"--renew-retry-max {args.renew_retry_max:g} is below "
+                         f"--renew-retry-min {args.renew_retry_min:g}")
         if os.geteuid() != 0:
             print("net-dhcp serve needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)",
                   file=sys.stderr)
             return 1
+        from .daemon import Settings, serve
+
+        # After the daemon's imports: pyroute2 sets its loggers' levels when imported.
+        setup_logging(args.log_file)
+
         settings = Settings(
             socket=Path(args.socket), state_dir=Path(args.state_dir),
             docker_socket=args.docker_socket, sweep_interval_s=args.sweep_interval,
             timing=Timing(renew_retry_min_s=args.renew_retry_min,
                           renew_retry_max_s=args.renew_retry_max),
         )
-        asyncio.run(serve(settings))
+        try:
+            asyncio.run(serve(settings))
+        except NetDhcpError as err:  # e.g. another serve runs, the state dir is read-only
+            print(f"net-dhcp: {err}", file=sys.stderr)
+            return 1
         return 0
     return 2

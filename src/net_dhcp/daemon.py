@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import faulthandler
+import fcntl
 import logging
 import os
 import signal
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +18,9 @@ from pathlib import Path
 from aiohttp import web
 
 from .api import make_app
-from .dhcp4.client import Timing
+from .dhcp4.timing import Timing
 from .driver import Driver
+from .errors import AlreadyRunning, StoreError
 from .reconcile import Reconciler
 from .store import Store
 
@@ -24,6 +28,39 @@ LOG = logging.getLogger(__name__)
 
 WORKER_THREADS = 4
 """Threads for blocking netlink calls in the host namespace (namespace work gets its own)."""
+LOCK_NAME = "net-dhcp.lock"
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, *, remove: bool = False) -> Iterator[None]:
+    """Hold an advisory lock on `path` (holding our pid) for the block; AlreadyRunning if
+    another process holds it, naming its pid. With `remove`, the file goes at the end."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise StoreError(f"cannot create the lock file {path}: {err.strerror}; make "
+                         f"{path.parent} writable for root") from err
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise AlreadyRunning(
+                f"another net-dhcp serve (pid {holder}) holds {path}: stop it first, or give "
+                "this one its own --socket and --state-dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            if remove:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -38,7 +75,16 @@ class Settings:
 
 
 async def serve(settings: Settings) -> None:
-    """Serve the plugin socket; on SIGTERM stop without releasing running containers."""
+    """Serve the plugin socket; on SIGTERM stop without releasing running containers.
+
+    AlreadyRunning if another serve holds the socket or the state directory.
+    """
+    with exclusive(settings.socket.with_name(settings.socket.name + ".lock"), remove=True), \
+            exclusive(settings.state_dir / LOCK_NAME):
+        await _serve(settings)
+
+
+async def _serve(settings: Settings) -> None:
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="netlink"))
     store = Store(settings.state_dir)

@@ -10,6 +10,9 @@ from typing import Any
 
 import aiohttp
 
+from .errors import DockerApiError, DockerNotFound
+from .text import printable
+
 LOG = logging.getLogger(__name__)
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -47,21 +50,29 @@ class DockerClient:
 
     async def _version_prefix(self) -> str:
         if self._prefix is None:
-            timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-            async with self._sess().get("http://docker/version", timeout=timeout) as resp:
-                resp.raise_for_status()
-                data = await resp.json()
+            data = await self._get_json("/version", {})
             self._prefix = f"/v{data['ApiVersion']}"
         return self._prefix
 
-    async def get(self, path: str, **params: str) -> Any:
-        """GET a JSON document."""
-        prefix = await self._version_prefix()
+    async def _get_json(self, path: str, params: dict[str, str]) -> Any:
+        """GET a JSON document; DockerNotFound on 404, DockerApiError on anything else."""
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-        async with self._sess().get(f"http://docker{prefix}{path}", params=params,
-                                    timeout=timeout) as resp:
-            resp.raise_for_status()
-            return await resp.json()
+        try:
+            async with self._sess().get(f"http://docker{path}", params=params,
+                                        timeout=timeout) as resp:
+                if resp.status >= 400:
+                    body = await resp.text()
+                    error = DockerNotFound if resp.status == 404 else DockerApiError
+                    raise error(f"Docker API GET {path}: {resp.status} {printable(body)}",
+                                resp.status)
+                return await resp.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+            raise DockerApiError(f"Docker API GET {path}: {err!r}") from err
+
+    async def get(self, path: str, **params: str) -> Any:
+        """GET a JSON document; DockerNotFound on 404, DockerApiError on other failures."""
+        prefix = await self._version_prefix()
+        return await self._get_json(f"{prefix}{path}", params)
 
     async def networks(self) -> list[dict[str, Any]]:
         """All Docker networks."""

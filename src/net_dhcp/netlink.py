@@ -25,6 +25,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError as PyNetlinkError
 
 from .errors import NetlinkError, OptionError
+from .routes import Route, reachable
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -90,14 +91,6 @@ def is_netns(path: str) -> bool:
         return os.fstat(fd).st_dev == os.stat("/proc/self/ns/net").st_dev
     finally:
         os.close(fd)
-
-
-@dataclass(frozen=True)
-class Route:
-    """A route to hand to Docker or apply in a container: gateway None means on-link."""
-
-    destination: IPv4Network
-    gateway: IPv4Address | None
 
 
 @dataclass(frozen=True)
@@ -184,7 +177,8 @@ def bridge_mac_is_fixed(name: str) -> bool | None:
         return None
 
 
-def _create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None) -> str:
+def _create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None,
+                 replace_leftover: bool) -> str:
     with IPRoute() as ipr:
         peer: dict[str, Any] = {"ifname": cont_if}
         if mac:
@@ -192,9 +186,9 @@ def _create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None)
         try:
             ipr.link("add", ifname=host_if, kind="veth", peer=peer)
         except PyNetlinkError as err:
-            if err.code != errno.EEXIST:
+            if err.code != errno.EEXIST or not replace_leftover:
                 raise
-            # A leftover pair from a crashed attempt with the same endpoint: start clean.
+            # A leftover pair from a crashed attempt that no endpoint owns: start clean.
             ipr.link("del", ifname=host_if)
             ipr.link("add", ifname=host_if, kind="veth", peer=peer)
         h = ipr.link_lookup(ifname=host_if)[0]
@@ -205,10 +199,16 @@ def _create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None)
         return str(_attr(link, "IFLA_ADDRESS"))
 
 
-async def create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None) -> str:
-    """Create a veth pair, host end enslaved to the bridge; both up. Returns the peer's MAC."""
+async def create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None, *,
+                      replace_leftover: bool) -> str:
+    """Create a veth pair, host end enslaved to the bridge; both up. Returns the peer's MAC.
+
+    An existing pair of the same name is deleted first only with `replace_leftover` (the
+    caller knows no endpoint owns it); otherwise it is an error.
+    """
     try:
-        return await asyncio.to_thread(_create_veth, host_if, cont_if, bridge_index, mac)
+        return await asyncio.to_thread(_create_veth, host_if, cont_if, bridge_index, mac,
+                                       replace_leftover)
     except PyNetlinkError as err:
         raise NetlinkError(f"could not create veth {host_if}/{cont_if}: {err}") from err
 
@@ -312,6 +312,30 @@ def link_addresses(ipr: Any, index: int) -> list[IPv4Interface]:
     ]
 
 
+def _routes_on(ipr: Any, index: int) -> list[Route]:
+    """Routes of the main table through interface `index`, the kernel's own left out."""
+    out = []
+    for r in ipr.route("dump", family=AF_INET):
+        if _attr(r, "RTA_TABLE") != MAIN_TABLE or _attr(r, "RTA_OIF") != index:
+            continue
+        if r["proto"] == RTPROT_KERNEL:
+            continue  # the subnet route of an address: it comes and goes with the address
+        dst = _attr(r, "RTA_DST") or "0.0.0.0"
+        gw = _attr(r, "RTA_GATEWAY")
+        out.append(Route(IPv4Network(f"{dst}/{r['dst_len']}", strict=False),
+                         IPv4Address(gw) if gw else None))
+    return out
+
+
+def _add_address(ipr: Any, index: int, address: IPv4Interface) -> None:
+    try:
+        ipr.addr("add", index=index, address=str(address.ip),
+                 prefixlen=address.network.prefixlen)
+    except PyNetlinkError as err:
+        if err.code != errno.EEXIST:
+            raise
+
+
 def apply_lease(
     ipr: Any,
     index: int,
@@ -320,24 +344,90 @@ def apply_lease(
     gateway: IPv4Address | None,
     routes: list[Route],
 ) -> None:
-    """Put `new` on the interface in place of `old`, with the default route and extra routes."""
+    """Put `new` on the interface in place of `old`, with the default route and extra routes.
+
+    The new address goes on before the old one comes off, and every route the interface
+    had whose next hop is still on-link is put back: deleting an address makes the kernel
+    drop the routes that used it (all of them, with the last address of the interface).
+    """
+    had = _routes_on(ipr, index)
+    _add_address(ipr, index, new)
     if old is not None and old != new:
         try:
             ipr.addr("del", index=index, address=str(old.ip), prefixlen=old.network.prefixlen)
         except PyNetlinkError as err:
             if err.code != errno.EADDRNOTAVAIL:
                 raise
-    try:
-        ipr.addr("add", index=index, address=str(new.ip), prefixlen=new.network.prefixlen)
-    except PyNetlinkError as err:
-        if err.code != errno.EEXIST:
-            raise
-    for route in routes:
+        if new not in link_addresses(ipr, index):
+            # `new` was a secondary of `old`'s subnet, deleted with its primary
+            # (net.ipv4.conf.*.promote_secondaries=0): put it back as the primary.
+            _add_address(ipr, index, new)
+    wanted: dict[IPv4Network, Route] = {}
+    for route in [*had, *routes]:
+        if reachable(new, route.gateway):
+            wanted[route.destination] = route
+        elif route in had:
+            # Its next hop is off the new subnet: a dead route, taken out.
+            try:
+                ipr.route("del", dst=str(route.destination), gateway=str(route.gateway),
+                          oif=index)
+            except PyNetlinkError as err:
+                if err.code != errno.ESRCH:
+                    raise
+    if gateway is not None:
+        wanted[IPv4Network("0.0.0.0/0")] = Route(IPv4Network("0.0.0.0/0"), gateway)
+    for route in wanted.values():
         spec: dict[str, Any] = {"dst": str(route.destination), "oif": index}
         if route.gateway is not None:
             spec["gateway"] = str(route.gateway)
         else:
             spec["scope"] = RT_SCOPE_LINK
         ipr.route("replace", **spec)
-    if gateway is not None:
-        ipr.route("replace", dst="0.0.0.0/0", gateway=str(gateway), oif=index)
+
+
+# ---- work inside a container's namespace (call through run_in_netns) ------------------------
+
+
+def route_destinations() -> set[str]:
+    """Destinations of the main table's IPv4 routes in this thread's namespace."""
+    with IPRoute() as ipr:
+        return {str(r.destination) for r in main_routes(ipr)}
+
+
+def lookup_mac(mac: str) -> tuple[int, str] | None:
+    """(index, name) of the interface with this MAC in this thread's namespace."""
+    with IPRoute() as ipr:
+        return find_link_by_mac(ipr, mac)
+
+
+def ready_link(mac: str, address: IPv4Interface, not_named: str | None) -> tuple[int, str] | None:
+    """The interface with this MAC once it is up, has `address` and is not `not_named`."""
+    with IPRoute() as ipr:
+        found = find_link_by_mac(ipr, mac)
+        if found is None or found[1] == not_named or not link_is_up(ipr, found[0]):
+            return None
+        return found if address in link_addresses(ipr, found[0]) else None
+
+
+def apply_lease_by_mac(mac: str, old: IPv4Interface | None, new: IPv4Interface,
+                       gateway: IPv4Address | None, routes: list[Route]) -> None:
+    """apply_lease on the interface with this MAC; OSError if there is none."""
+    with IPRoute() as ipr:
+        found = find_link_by_mac(ipr, mac)
+        if found is None:
+            raise OSError(errno.ENODEV, f"no interface with MAC {mac}")
+        apply_lease(ipr, found[0], old, new, gateway, routes)
+
+
+def remove_address_by_mac(mac: str, address: IPv4Interface) -> None:
+    """Take `address` off the interface with this MAC (gone already: fine)."""
+    with IPRoute() as ipr:
+        found = find_link_by_mac(ipr, mac)
+        if found is None:
+            return
+        try:
+            ipr.addr("del", index=found[0], address=str(address.ip),
+                     prefixlen=address.network.prefixlen)
+        except PyNetlinkError as err:
+            if err.code != errno.EADDRNOTAVAIL:
+                raise

@@ -16,9 +16,12 @@ from ipaddress import IPv4Network
 from typing import Any
 
 from . import netlink
+from .attach.veth import HOST_IF_PREFIX
 from .config import valid_hostname
 from .docker_api import DockerClient
-from .driver import HOST_IF_PREFIX, Driver, Endpoint
+from .driver import Driver
+from .errors import DockerNotFound
+from .registry import Endpoint
 
 LOG = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ class Reconciler:
 
     async def adopt_from_kernel(self) -> None:
         """Resume keepers for endpoints whose container still runs; clean the rest."""
-        for ep in list(self.driver.endpoints.values()):
+        for ep in list(self.driver.registry.endpoints.values()):
             self._born[ep.id] = time.monotonic()
             host_exists = await netlink.link_exists(ep.host_if)
             if not host_exists:
@@ -55,7 +58,7 @@ class Reconciler:
             if ep.sandbox and netlink.is_netns(ep.sandbox) and ep.lease is not None:
                 LOG.info("endpoint %s: re-adopting %s in %s", ep.id[:12], ep.lease.address,
                          ep.sandbox)
-                self.driver.start_keeper(ep)
+                await self.driver.leases.start(ep)
             elif ep.sandbox:
                 LOG.info("endpoint %s: its container stopped while the plugin was away; "
                          "cleaning up", ep.id[:12])
@@ -88,7 +91,7 @@ class Reconciler:
         pools: list[tuple[str, IPv4Network]] = []
         for net in await self.docker.networks():
             ipam = net.get("IPAM") or {}
-            if net.get("Id") in self.driver.networks or ipam.get("Driver") == "null":
+            if net.get("Id") in self.driver.registry.networks or ipam.get("Driver") == "null":
                 continue
             for cfg in ipam.get("Config") or []:
                 with contextlib.suppress(ValueError, TypeError):
@@ -121,13 +124,14 @@ class Reconciler:
         if kind == "network":
             if action in ("create", "destroy"):
                 await self.refresh_pools()
-            elif action == "connect" and actor.get("ID") in self.driver.networks:
+            elif action == "connect" and actor.get("ID") in self.driver.registry.networks:
                 container = attrs.get("container")
                 if container:
                     await self.learn(container)
         elif kind == "container" and action in ("die", "destroy"):
             cid = actor.get("ID", "")
-            eps = [ep for ep in self.driver.endpoints.values() if ep.container_id == cid]
+            eps = [ep for ep in self.driver.registry.endpoints.values()
+                   if ep.container_id == cid]
             if eps:
                 self._spawn(self._after_death(cid, eps), f"after-death:{cid[:12]}")
 
@@ -138,7 +142,7 @@ class Reconciler:
             if summary.get("Driver") != self.driver_name:
                 continue
             net_id = str(summary.get("Id"))
-            if net_id not in self.driver.networks:
+            if net_id not in self.driver.registry.networks:
                 try:
                     self.driver.recover_network(net_id, summary.get("Options") or {},
                                                 bool(summary.get("EnableIPv6")))
@@ -150,7 +154,7 @@ class Reconciler:
             net = await self.docker.get(f"/networks/{net_id}")
             for cid, c in (net.get("Containers") or {}).items():
                 eid = c.get("EndpointID", "")
-                if not eid or eid in self.driver.endpoints:
+                if not eid or eid in self.driver.registry.endpoints:
                     continue
                 info = await self.docker.inspect_container(cid)
                 settings = info.get("NetworkSettings") or {}
@@ -159,7 +163,7 @@ class Reconciler:
                     continue
                 ep = await self.driver.recover_endpoint(
                     network_id=net_id, endpoint_id=eid, mac=str(c.get("MacAddress", "")),
-                    address=str(c.get("IPv4Address", "")), sandbox=sandbox)
+                    address=str(c.get("IPv4Address", "")), sandbox_key=sandbox)
                 if ep is not None:
                     self._born[ep.id] = time.monotonic()
                     LOG.warning("recovered endpoint %s of container %s from Docker; "
@@ -169,7 +173,7 @@ class Reconciler:
         """Map every running container on our networks to its endpoints."""
         for c in await self.docker.containers():
             nets = ((c.get("NetworkSettings") or {}).get("Networks") or {}).values()
-            ours = {n.get("EndpointID") for n in nets} & set(self.driver.endpoints)
+            ours = {n.get("EndpointID") for n in nets} & set(self.driver.registry.endpoints)
             if ours:
                 await self.learn(c["Id"])
 
@@ -183,32 +187,31 @@ class Reconciler:
             hostname = None
         nets = ((info.get("NetworkSettings") or {}).get("Networks") or {}).values()
         for n in nets:
-            ep = self.driver.endpoints.get(n.get("EndpointID", ""))
+            ep = self.driver.registry.endpoints.get(n.get("EndpointID", ""))
             if ep is None:
                 continue
-            ep.container_id = info.get("Id", container_id)
-            ep.hostname = hostname
-            self.driver.store.set_container(ep.id, ep.container_id, hostname)
+            self.driver.registry.set_container(ep, str(info.get("Id", container_id)), hostname)
             wanted = ep.wanted_hostname
             LOG.info("endpoint %s belongs to container %s (host name %s)", ep.id[:12],
-                     ep.container_id[:12], wanted)
-            if wanted and ep.keeper is not None:
-                ep.keeper.set_hostname(wanted)
+                     container_id[:12], wanted)
+            keeper = self.driver.leases.keeper(ep)
+            if wanted and keeper is not None:
+                keeper.set_hostname(wanted)
 
     async def _after_death(self, container_id: str, eps: list[Endpoint]) -> None:
         await asyncio.sleep(DIE_GRACE_S)
         for ep in eps:
-            if self.driver.endpoints.get(ep.id) is not ep:
+            if self.driver.registry.endpoints.get(ep.id) is not ep:
                 continue  # Docker tore it down itself
             try:
                 info = await self.docker.inspect_container(container_id)
                 running = bool((info.get("State") or {}).get("Running"))
-            except Exception as err:  # noqa: BLE001
-                if "404" not in str(err):
-                    LOG.info("endpoint %s: cannot ask Docker (%r); leaving it alone",
-                             ep.id[:12], err)
-                    continue
+            except DockerNotFound:
                 running = False
+            except Exception as err:  # noqa: BLE001 - never act on an API error
+                LOG.info("endpoint %s: cannot ask Docker (%s); leaving it alone",
+                         ep.id[:12], err)
+                continue
             if not running:
                 LOG.info("endpoint %s: container %s is gone but Docker never removed the "
                          "endpoint; cleaning up", ep.id[:12], container_id[:12])
@@ -229,19 +232,17 @@ class Reconciler:
         """Remove endpoints (and stray veths) that no Docker network knows any more."""
         known: set[str] = set()
         checked: set[str] = set()
-        for net_id in list(self.driver.networks):
+        for net_id in list(self.driver.registry.networks):
             try:
                 net = await self.docker.get(f"/networks/{net_id}")
-            except Exception as err:
-                if "404" in str(err):
-                    # Not a network of this dockerd: say nothing about its endpoints.
-                    LOG.debug("sweep: Docker does not know network %s", net_id[:12])
-                    continue
-                raise
+            except DockerNotFound:
+                # Not a network of this dockerd: say nothing about its endpoints.
+                LOG.debug("sweep: Docker does not know network %s", net_id[:12])
+                continue
             checked.add(net_id)
             known.update(c.get("EndpointID", "") for c in (net.get("Containers") or {}).values())
         now = time.monotonic()
-        for ep in list(self.driver.endpoints.values()):
+        for ep in list(self.driver.registry.endpoints.values()):
             born = self._born.setdefault(ep.id, now)
             if ep.network_id not in checked or ep.id in known or now - born < NEW_ENDPOINT_GRACE_S:
                 continue
@@ -249,9 +250,10 @@ class Reconciler:
             await self.driver.remove_endpoint(ep, release=True)
         # A veth of ours on one of our bridges that no endpoint owns, seen on two sweeps
         # in a row (so never one that a CreateEndpoint in flight is setting up).
-        bridges = {net.options.bridge for net in self.driver.networks.values()}
+        bridges = {net.options.bridge for net in self.driver.registry.networks.values()}
         names = set(await netlink.link_names(HOST_IF_PREFIX, masters=bridges))
-        ours = {ep.host_if for ep in self.driver.endpoints.values()} | self.driver.creating
+        ours = ({ep.host_if for ep in self.driver.registry.endpoints.values()}
+                | self.driver.registry.being_created())
         strays = names - ours
         for name in strays & self._strays:
             LOG.info("sweep: removing stray veth %s", name)

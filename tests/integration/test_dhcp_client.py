@@ -18,10 +18,14 @@ import pytest
 
 from net_dhcp import netlink
 from net_dhcp.dhcp4 import codec
-from net_dhcp.dhcp4.client import AcquireStats, LeaseKeeper, Timing, acquire, send_release
+from net_dhcp.dhcp4.client import AcquireStats, acquire, send_release
+from net_dhcp.dhcp4.keeper import LeaseKeeper
 from net_dhcp.dhcp4.lease import Lease
 from net_dhcp.dhcp4.sockets import open_dhcp_socket
-from net_dhcp.driver import _apply_in_netns, _unapply_in_netns, _wait_for_iface
+from net_dhcp.dhcp4.timing import Timing
+from net_dhcp.sandbox import apply as _apply_in_netns
+from net_dhcp.sandbox import unapply as _unapply_in_netns
+from net_dhcp.sandbox import wait_for_iface as _wait_for_iface
 from tests.conftest import LanFactory
 from tests.lab import DhcpLan, random_mac, sh
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any
 
 from net_dhcp.dhcp4.lease import Lease
-from net_dhcp.driver import _join_routes, generated_mac
-from net_dhcp.netlink import Route
+from net_dhcp.driver import generated_mac
+from net_dhcp.routes import Route, join_routes
+
+
+def _join_routes(lease: Lease, bridge_routes: list[Route]) -> list[dict[str, Any]]:
+    return join_routes(lease.address, lease.routes, bridge_routes)
 
 
 def lease(routes: tuple[Route, ...] = ()) -> Lease:

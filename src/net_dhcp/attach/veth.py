@@ -1,0 +1,45 @@
+"""Bridge mode: a container is wired to the LAN by a veth pair whose host end is on the bridge.
+
+The names derive from the endpoint ID, so a pair can be found again after a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .. import netlink
+
+LOG = logging.getLogger(__name__)
+
+HOST_IF_PREFIX = "dh"
+CONT_IF_PREFIX = "dc"
+IF_ID_LEN = 12
+
+
+def names(endpoint_id: str) -> tuple[str, str]:
+    """(host-side, container-side) interface names of an endpoint."""
+    suffix = endpoint_id[:IF_ID_LEN]
+    return HOST_IF_PREFIX + suffix, CONT_IF_PREFIX + suffix
+
+
+async def create(endpoint_id: str, bridge: str, mac: str) -> tuple[str, str]:
+    """Create the pair for an endpoint on `bridge`, container end with `mac`; both up.
+
+    The caller has reserved the names (registry.creating), so a pair already there is a
+    leftover of a crashed attempt and is replaced.
+    """
+    host_if, cont_if = names(endpoint_id)
+    info = await netlink.bridge_info(bridge, with_routes=False)
+    await netlink.create_veth(host_if, cont_if, info.index, mac, replace_leftover=True)
+    return host_if, cont_if
+
+
+async def remove(host_if: str, cont_if: str, what: str) -> None:
+    """Delete the pair (best effort, logged). Deleting one end deletes both: the container
+    end is looked for only when the host end is already gone (it may be back, alone)."""
+    for name in (host_if, cont_if):
+        try:
+            if await netlink.delete_link(name):
+                return
+        except Exception as err:  # noqa: BLE001 - teardown is best effort
+            LOG.warning("%s: could not delete %s: %s", what, name, err)

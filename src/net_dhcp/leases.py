@@ -1,0 +1,233 @@
+"""The lease supervisor: one keeper task per joined endpoint, and the release policy.
+
+It owns every keeper task (started at Join or re-adoption, cancelled and awaited at Leave,
+teardown or shutdown) and decides whether and how a lease is released: through the running
+keeper's socket, from wherever the container's interface is now, or through the LAN bridge
+in the endpoint's name when the interface is gone; never while another live endpoint holds
+the same MAC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from . import netlink, sandbox
+from .acd import probe as acd
+from .dhcp4 import codec
+from .dhcp4.client import send_release
+from .dhcp4.keeper import LeaseKeeper
+from .dhcp4.lease import Lease
+from .dhcp4.sockets import DhcpSocket, open_dhcp_socket, send_release_as
+from .dhcp4.timing import Timing
+from .registry import Endpoint, Registry
+
+LOG = logging.getLogger(__name__)
+
+KEEPER_STOP_S = 2.0
+ATTACH_TRIES = 5
+
+
+@dataclass
+class _Running:
+    task: asyncio.Task[None]
+    sandbox: str
+    keeper: LeaseKeeper | None = None
+
+
+class LeaseSupervisor:
+    """Starts, stops and releases the leases of endpoints; see the module docstring."""
+
+    def __init__(self, registry: Registry, timing: Timing) -> None:
+        self.registry = registry
+        self.timing = timing
+        self._running: dict[str, _Running] = {}
+
+    def keeper(self, ep: Endpoint) -> LeaseKeeper | None:
+        """The endpoint's running keeper, once it has attached to the interface."""
+        run = self._running.get(ep.id)
+        return run.keeper if run is not None else None
+
+    def running(self) -> int:
+        """How many keeper tasks are alive."""
+        return sum(1 for run in self._running.values() if not run.task.done())
+
+    async def start(self, ep: Endpoint) -> None:
+        """Keep the endpoint's lease in its sandbox; a keeper on another sandbox (a second
+        Join without Leave) is stopped first, without a release."""
+        assert ep.sandbox is not None
+        run = self._running.get(ep.id)
+        if run is not None and not run.task.done():
+            if run.sandbox == ep.sandbox:
+                return
+            LOG.info("endpoint %s: joined %s without leaving %s; moving its keeper",
+                     ep.id[:12], ep.sandbox, run.sandbox)
+            await self._cancel(ep)
+        task = asyncio.create_task(self._keep(ep, ep.sandbox), name=f"keeper:{ep.id[:12]}")
+        task.add_done_callback(_log_task_failure)
+        self._running[ep.id] = _Running(task, ep.sandbox)
+
+    async def _keep(self, ep: Endpoint, where: str) -> None:
+        assert ep.lease is not None
+        found = await self._attach(ep, where)
+        if found is None:
+            return
+        ifname, sock = found
+        try:
+            sock.start()
+            net = self.registry.networks.get(ep.network_id)
+
+            async def apply(old: Lease | None, new: Lease) -> None:
+                await sandbox.apply(where, ep.mac, old, new)
+
+            async def unapply(old: Lease) -> None:
+                await sandbox.unapply(where, ep.mac, old)
+
+            async def probe(ip: IPv4Address) -> bool:
+                return await acd.in_use(ifname, where, ip)
+
+            keeper = LeaseKeeper(
+                f"endpoint {ep.id[:12]}", sock, ep.lease, client_id=ep.client_id,
+                hostname=ep.wanted_hostname, apply=apply, unapply=unapply,
+                on_lease=functools.partial(self.registry.set_lease, ep),
+                probe=None if net is None or net.options.ignore_conflicts else probe,
+                timing=self.timing,
+            )
+            run = self._running.get(ep.id)
+            if run is not None:
+                run.keeper = keeper
+            LOG.info("endpoint %s: keeping %s on %s in %s (renew in %.0fs)", ep.id[:12],
+                     ep.lease.address, ifname, where,
+                     max(0.0, ep.lease.t1_at - time.time()))
+            await keeper.run()
+        finally:
+            sock.close()
+
+    async def _attach(self, ep: Endpoint, where: str) -> tuple[str, DhcpSocket] | None:
+        """Wait for the container's interface and open a DHCP socket on it."""
+        assert ep.lease is not None
+        for attempt in range(1, ATTACH_TRIES + 1):
+            try:
+                _, ifname = await sandbox.wait_for_iface(where, ep.mac, ep.lease,
+                                                         not_named=ep.cont_if)
+            except TimeoutError:
+                LOG.error("endpoint %s: interface %s never appeared in %s; its lease is not "
+                          "renewed", ep.id[:12], ep.mac, where)
+                return None
+            except OSError as err:
+                LOG.warning("endpoint %s: sandbox %s is gone (%s)", ep.id[:12], where, err)
+                return None
+            try:
+                sock = await netlink.run_in_netns(
+                    where, functools.partial(open_dhcp_socket, ifname, with_sink=True))
+            except OSError as err:
+                # Renamed or moved between the look and the open: look again.
+                LOG.debug("endpoint %s: opening %s failed (%s), attempt %d", ep.id[:12],
+                          ifname, err, attempt)
+                if attempt == ATTACH_TRIES:
+                    LOG.error("endpoint %s: cannot open a DHCP socket on %s in %s: %s; its "
+                              "lease is not renewed", ep.id[:12], ifname, where, err)
+            else:
+                return ifname, sock
+        return None
+
+    async def _cancel(self, ep: Endpoint) -> None:
+        run = self._running.pop(ep.id, None)
+        if run is None:
+            return
+        run.task.cancel()
+        # Never let a keeper that fails to stop block Leave or DeleteEndpoint.
+        done, _ = await asyncio.wait({run.task}, timeout=KEEPER_STOP_S)
+        if not done:
+            LOG.error("endpoint %s: DHCP client did not stop within %gs; going on",
+                      ep.id[:12], KEEPER_STOP_S)
+
+    async def stop(self, ep: Endpoint, *, release: bool) -> None:
+        """Stop keeping the lease; with `release`, give it back (best effort, logged)."""
+        keeper = self.keeper(ep)
+        twin = self.registry.same_client(ep)
+        if release and keeper is not None and not ep.released and twin is None:
+            # The running keeper's socket is already open in the container's namespace:
+            # release through it (no thread, no netlink) before stopping it.
+            try:
+                send_release(keeper.sock, keeper.lease, ep.client_id)
+            except OSError as err:
+                LOG.info("endpoint %s: DHCPRELEASE through the keeper failed (%s); "
+                         "trying again after it stops", ep.id[:12], err)
+            else:
+                ep.released = True
+                LOG.info("endpoint %s: released %s to %s", ep.id[:12], keeper.lease.address,
+                         keeper.lease.server_id)
+        lease = keeper.lease if keeper is not None else ep.lease
+        await self._cancel(ep)
+        if not release or ep.released or lease is None:
+            return
+        ep.released = True
+        if twin is not None:
+            # A restarted container reuses its MAC (--mac-address): the server sees one
+            # client, and releasing the stale endpoint would release the live one.
+            LOG.info("endpoint %s: no DHCPRELEASE, endpoint %s holds the same MAC %s",
+                     ep.id[:12], twin.id[:12], ep.mac)
+            return
+        try:
+            await self.release(ep, lease)
+        except Exception as err:  # noqa: BLE001 - a failed release never blocks teardown
+            LOG.warning("endpoint %s: DHCPRELEASE of %s failed: %s", ep.id[:12],
+                        lease.address, err)
+
+    async def release(self, ep: Endpoint, lease: Lease) -> None:
+        """Send DHCPRELEASE from wherever the container end is now (sandbox or host)."""
+        where: str | None = None
+        ifname = ep.cont_if
+        if ep.sandbox and netlink.is_netns(ep.sandbox):
+            found = await sandbox.find(ep.sandbox, ep.mac)
+            if found is not None:
+                where, ifname = ep.sandbox, found[1]
+        if where is None:
+            if not await netlink.link_exists(ep.cont_if):
+                await self._release_via_bridge(ep, lease)
+                return
+            # Docker hands the container end back to the host down; it is deleted next.
+            await netlink.set_up(ep.cont_if)
+        sock = await netlink.run_in_netns(
+            where, functools.partial(open_dhcp_socket, ifname, with_sink=False))
+        try:
+            send_release(sock, lease, ep.client_id)
+        finally:
+            sock.close()
+        LOG.info("endpoint %s: released %s to %s", ep.id[:12], lease.address, lease.server_id)
+
+    async def _release_via_bridge(self, ep: Endpoint, lease: Lease) -> None:
+        """The container's interface is gone (its namespace died with it): send the
+        DHCPRELEASE into the LAN bridge in the endpoint's name (its MAC as the frame's
+        source), so the server does not keep a phantom lease until it expires."""
+        net = self.registry.networks.get(ep.network_id)
+        if net is None or not await netlink.link_exists(net.options.bridge):
+            LOG.info("endpoint %s: interface and bridge gone, no DHCPRELEASE for %s",
+                     ep.id[:12], lease.address)
+            return
+        mac = codec.mac_from_str(ep.mac)
+        await asyncio.to_thread(send_release_as, net.options.bridge, mac, lease, ep.client_id)
+        LOG.info("endpoint %s: interface gone; released %s to %s through bridge %s",
+                 ep.id[:12], lease.address, lease.server_id, net.options.bridge)
+
+    async def close(self) -> None:
+        """Stop every keeper without releasing: containers keep their addresses."""
+        for endpoint_id in list(self._running):
+            ep = self.registry.endpoints.get(endpoint_id)
+            if ep is not None:
+                await self._cancel(ep)
+            else:
+                run = self._running.pop(endpoint_id)
+                run.task.cancel()
+
+
+def _log_task_failure(task: asyncio.Task[None]) -> None:
+    """Make a background task's crash visible (its owner keeps a reference to it)."""
+    if not task.cancelled() and task.exception() is not None:
+        LOG.error("%s failed: %r", task.get_name(), task.exception(),
+                  exc_info=task.exception())

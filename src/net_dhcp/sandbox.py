@@ -1,0 +1,73 @@
+"""Work inside a container's network namespace: find its interface, apply and remove leases.
+
+Every call runs a netlink.py function in a thread that entered the namespace
+(netlink.run_in_netns); nothing here opens a socket itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+
+from . import netlink
+from .dhcp4.lease import Lease
+
+LOG = logging.getLogger(__name__)
+
+IFACE_WAIT_S = 60.0
+IFACE_POLL_FIRST_S = 0.02
+IFACE_POLL_MAX_S = 0.25
+
+
+async def route_destinations(sandbox: str) -> set[str]:
+    """Destinations the container already has routes for."""
+    return await netlink.run_in_netns(sandbox, netlink.route_destinations)
+
+
+async def find(sandbox: str, mac: str) -> tuple[int, str] | None:
+    """(index, name) of the container's interface with this MAC, if it is there."""
+    return await netlink.run_in_netns(sandbox, functools.partial(netlink.lookup_mac, mac))
+
+
+async def wait_for_iface(sandbox: str, mac: str, lease: Lease,
+                         not_named: str | None = None) -> tuple[int, str]:
+    """Wait until Docker has moved, renamed, addressed and brought up the interface.
+
+    Docker's order varies by version (the address may be set before the rename), so the
+    interface counts as ready only once it is up, has the leased address and no longer
+    carries its host-side name `not_named`. TimeoutError after IFACE_WAIT_S; OSError
+    if the namespace cannot be entered.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + IFACE_WAIT_S
+    delay = IFACE_POLL_FIRST_S
+    look = functools.partial(netlink.ready_link, mac, lease.address, not_named)
+    while True:
+        if netlink.is_netns(sandbox):
+            try:
+                found = await netlink.run_in_netns(sandbox, look)
+            except OSError:
+                raise
+            except Exception as err:  # noqa: BLE001 - Docker may be mid-way configuring it
+                LOG.debug("%s: looking for %s failed (%r); trying again", sandbox, mac, err)
+                found = None
+            if found is not None:
+                return found
+        if loop.time() >= deadline:
+            raise TimeoutError
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, IFACE_POLL_MAX_S)
+
+
+async def apply(sandbox: str, mac: str, old: Lease | None, new: Lease) -> None:
+    """Configure `new` on the container's interface in place of `old`."""
+    await netlink.run_in_netns(sandbox, functools.partial(
+        netlink.apply_lease_by_mac, mac, old.address if old else None, new.address,
+        new.gateway, list(new.routes)))
+
+
+async def unapply(sandbox: str, mac: str, old: Lease) -> None:
+    """Take `old`'s address off the container's interface."""
+    await netlink.run_in_netns(sandbox, functools.partial(
+        netlink.remove_address_by_mac, mac, old.address))
