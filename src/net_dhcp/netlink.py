@@ -36,6 +36,7 @@ RTPROT_KERNEL = 2
 RT_SCOPE_LINK = 253
 IFF_UP = 0x1
 AF_INET = socket.AF_INET
+ANY_DST = "0.0.0.0"  # noqa: S104 - the default route's destination, not a bind address
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -141,7 +142,7 @@ def _bridge_info(name: str, with_routes: bool = True) -> BridgeInfo:
             if _attr(r, "RTA_TABLE") != MAIN_TABLE or _attr(r, "RTA_OIF") != index:
                 continue
             dst_len = r["dst_len"]
-            dst = _attr(r, "RTA_DST") or "0.0.0.0"
+            dst = _attr(r, "RTA_DST") or ANY_DST
             gw = _attr(r, "RTA_GATEWAY")
             net = IPv4Network(f"{dst}/{dst_len}", strict=False)
             if dst_len == 0:
@@ -282,7 +283,7 @@ def main_routes(ipr: Any) -> list[Route]:
     for r in ipr.route("dump", family=AF_INET):
         if _attr(r, "RTA_TABLE") != MAIN_TABLE:
             continue
-        dst = _attr(r, "RTA_DST") or "0.0.0.0"
+        dst = _attr(r, "RTA_DST") or ANY_DST
         gw = _attr(r, "RTA_GATEWAY")
         out.append(Route(IPv4Network(f"{dst}/{r['dst_len']}", strict=False),
                          IPv4Address(gw) if gw else None))
@@ -320,7 +321,7 @@ def _routes_on(ipr: Any, index: int) -> list[Route]:
             continue
         if r["proto"] == RTPROT_KERNEL:
             continue  # the subnet route of an address: it comes and goes with the address
-        dst = _attr(r, "RTA_DST") or "0.0.0.0"
+        dst = _attr(r, "RTA_DST") or ANY_DST
         gw = _attr(r, "RTA_GATEWAY")
         out.append(Route(IPv4Network(f"{dst}/{r['dst_len']}", strict=False),
                          IPv4Address(gw) if gw else None))

@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from net_dhcp.api import MAX_BODY, TRACE, make_app, status_for
+from net_dhcp.api import MAX_BODY, make_app, status_for
 from net_dhcp.errors import (
     LeaseError,
     NetDhcpError,
@@ -25,6 +25,7 @@ from net_dhcp.errors import (
     OptionError,
     RequestError,
 )
+from net_dhcp.logs import TRACE
 from net_dhcp.requests import (
     CreateEndpointRequest,
     CreateNetworkRequest,

@@ -46,8 +46,10 @@ class TwoServers(FakeSock):
         self.rogue_for = rogue
         self.good = good
 
-    def send(self, msg: codec.DhcpMessage, **kw: object) -> None:  # type: ignore[override]
-        super().send(msg, **kw)  # type: ignore[arg-type]
+    def send(self, msg: codec.DhcpMessage, *, src: IPv4Address = IPv4Address(0),
+             dst: IPv4Address = IPv4Address("255.255.255.255"),
+             dst_mac: bytes = b"\xff" * 6) -> None:
+        super().send(msg, src=src, dst=dst, dst_mac=dst_mac)
         for bad in self.rogue_list(msg):
             self.queue.put_nowait((bad, b"\x02" * 6))
         answer = self.good.script(msg)
@@ -76,12 +78,14 @@ def hostile_sock(make: list[tuple[codec.MessageType, dict[str, object]]]) -> Fak
     return Sock([], FakeSock(good_server))
 
 
-BROKEN_OFFERS = [
+Broken = list[tuple[codec.MessageType, dict[str, object]]]
+
+BROKEN_OFFERS: Broken = [
     (codec.MessageType.OFFER, {"drop": [54]}),
     (codec.MessageType.OFFER, {"yiaddr": IPv4Address(0)}),
     (codec.MessageType.OFFER, {"yiaddr": IPv4Address("127.0.0.5")}),
 ]
-BROKEN_ACKS = [
+BROKEN_ACKS: Broken = [
     (codec.MessageType.ACK, {"drop": [54]}),
     (codec.MessageType.ACK, {"opts": {54: ROGUE.packed}}),
     (codec.MessageType.ACK, {"drop": [51]}),

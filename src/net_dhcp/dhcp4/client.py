@@ -223,7 +223,7 @@ async def acquire(
 
     Leaves `fsm` (default: a fresh one) in REQUESTING on success; the caller binds.
     """
-    rng = rng or random.Random()
+    rng = rng or random.SystemRandom()  # unpredictable xids: harder to spoof a reply
     stats = stats if stats is not None else AcquireStats()
     fsm = fsm or Machine(sock.ifname)
     conflicts = conflicts or ConflictLimiter(timing, QUICK_DECLINES_AT_START)

@@ -70,7 +70,7 @@ class LeaseKeeper:
         self._on_lease = on_lease
         self._probe = probe
         self._timing = timing
-        self._rng = rng or random.Random()
+        self._rng = rng or random.SystemRandom()  # unpredictable xids
         self._clock = clock
         self._wake = asyncio.Event()
         self._applied = lease
