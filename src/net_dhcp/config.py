@@ -9,9 +9,6 @@ from typing import Any
 
 from .errors import OptionError
 
-GENERIC = "com.docker.network.generic"
-ENABLE_IPV6 = "com.docker.network.enable_ipv6"
-
 DEFAULT_LEASE_TIMEOUT_S = 10.0
 MAX_LEASE_TIMEOUT_S = 600.0
 

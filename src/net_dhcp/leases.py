@@ -52,10 +52,6 @@ class LeaseSupervisor:
         run = self._running.get(ep.id)
         return run.keeper if run is not None else None
 
-    def running(self) -> int:
-        """How many keeper tasks are alive."""
-        return sum(1 for run in self._running.values() if not run.task.done())
-
     async def start(self, ep: Endpoint) -> None:
         """Keep the endpoint's lease in its sandbox; a keeper on another sandbox (a second
         Join without Leave) is stopped first, without a release."""

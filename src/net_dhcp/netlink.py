@@ -116,6 +116,14 @@ def _link_kind(link: Any) -> str | None:
     return info.get_attr("IFLA_INFO_KIND")  # type: ignore[no-any-return]
 
 
+def _route_of(msg: Any) -> Route:
+    """A route dump message as a Route (gateway None: on-link)."""
+    dst = _attr(msg, "RTA_DST") or ANY_DST
+    gw = _attr(msg, "RTA_GATEWAY")
+    return Route(IPv4Network(f"{dst}/{msg['dst_len']}", strict=False),
+                 IPv4Address(gw) if gw else None)
+
+
 def _bridge_info(name: str, with_routes: bool = True) -> BridgeInfo:
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname=name)
@@ -141,17 +149,14 @@ def _bridge_info(name: str, with_routes: bool = True) -> BridgeInfo:
         for r in ipr.route("dump", family=AF_INET) if with_routes else ():
             if _attr(r, "RTA_TABLE") != MAIN_TABLE or _attr(r, "RTA_OIF") != index:
                 continue
-            dst_len = r["dst_len"]
-            dst = _attr(r, "RTA_DST") or ANY_DST
-            gw = _attr(r, "RTA_GATEWAY")
-            net = IPv4Network(f"{dst}/{dst_len}", strict=False)
-            if dst_len == 0:
-                if gw and gateway is None:
-                    gateway = IPv4Address(gw)
+            route = _route_of(r)
+            if route.destination.prefixlen == 0:
+                if route.gateway is not None and gateway is None:
+                    gateway = route.gateway
                 continue
-            if r["proto"] == RTPROT_KERNEL and gw is None:
+            if r["proto"] == RTPROT_KERNEL and route.gateway is None:
                 continue  # the bridge's own subnet: the container's address prefix covers it
-            routes.setdefault(net, Route(net, IPv4Address(gw) if gw else None))
+            routes.setdefault(route.destination, route)
         return BridgeInfo(name, index, addrs, gateway, tuple(routes.values()))
 
 
@@ -283,10 +288,7 @@ def main_routes(ipr: Any) -> list[Route]:
     for r in ipr.route("dump", family=AF_INET):
         if _attr(r, "RTA_TABLE") != MAIN_TABLE:
             continue
-        dst = _attr(r, "RTA_DST") or ANY_DST
-        gw = _attr(r, "RTA_GATEWAY")
-        out.append(Route(IPv4Network(f"{dst}/{r['dst_len']}", strict=False),
-                         IPv4Address(gw) if gw else None))
+        out.append(_route_of(r))
     return out
 
 
@@ -321,10 +323,7 @@ def _routes_on(ipr: Any, index: int) -> list[Route]:
             continue
         if r["proto"] == RTPROT_KERNEL:
             continue  # the subnet route of an address: it comes and goes with the address
-        dst = _attr(r, "RTA_DST") or ANY_DST
-        gw = _attr(r, "RTA_GATEWAY")
-        out.append(Route(IPv4Network(f"{dst}/{r['dst_len']}", strict=False),
-                         IPv4Address(gw) if gw else None))
+        out.append(_route_of(r))
     return out
 
 

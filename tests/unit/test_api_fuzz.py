@@ -25,6 +25,9 @@ from hypothesis import strategies as st
 
 from net_dhcp.api import make_app
 from net_dhcp.requests import (
+    ENABLE_IPV4,
+    ENABLE_IPV6,
+    GENERIC,
     CreateEndpointRequest,
     CreateNetworkRequest,
     EndpointRequest,
@@ -42,10 +45,6 @@ CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
 HUGE = "\x00huge-int\x00"
 """Placeholder in a generated body, replaced by a 5000-digit integer once encoded
 (json.dumps itself cannot write one)."""
-
-GENERIC = "com.docker.network.generic"
-ENABLE_IPV6 = "com.docker.network.enable_ipv6"
-ENABLE_IPV4 = "com.docker.network.enable_ipv4"
 
 DRIVER_CALL = {  # method -> (FakeDriver method, request type)
     "NetworkDriver.CreateNetwork": ("create_network", CreateNetworkRequest),
