@@ -593,6 +593,14 @@ class DhcpLan(_LogFile):
                 os.kill(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
 
+    def kill_dnsmasq(self) -> None:
+        """SIGKILL dnsmasq, as a crash would (its lease file stays as it was)."""
+        proc, self._dnsmasq = self._dnsmasq, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        self.pid_file.unlink(missing_ok=True)
+
     def leases(self) -> list[Lease]:
         """dnsmasq's lease file: (expiry, mac, ip, hostname) per lease."""
         try:
@@ -947,21 +955,7 @@ class Plugin(_LogFile):
     def call(self, method: str, payload: Mapping[str, Any] | None = None,
              timeout: float = 10.0) -> tuple[int, Any]:
         """POST /<method> (e.g. "NetworkDriver.GetCapabilities") as dockerd does: (status, json)."""
-        conn = _UnixHTTPConnection(str(self.socket_path), timeout)
-        try:
-            body = b"" if payload is None else (json.dumps(payload) + "\n").encode()
-            conn.request("POST", f"/{method}", body=body,
-                         headers={"Accept": "application/vnd.docker.plugins.v1.2+json",
-                                  "Host": "plugin.moby.localhost"})
-            resp = conn.getresponse()
-            data = resp.read()
-        finally:
-            conn.close()
-        try:
-            parsed: Any = json.loads(data) if data else None
-        except ValueError:
-            parsed = data.decode(errors="replace")
-        return resp.status, parsed
+        return call_plugin(self.socket_path, method, payload, timeout)
 
     def close(self) -> None:
         """Stop the plugin, remove its socket file and (unless kept) its temp dir."""
@@ -983,6 +977,26 @@ class Plugin(_LogFile):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def call_plugin(socket_path: str | Path, method: str, payload: Mapping[str, Any] | None = None,
+                timeout: float = 10.0) -> tuple[int, Any]:
+    """POST /<method> to a plugin socket as dockerd does: (status, decoded JSON or text)."""
+    conn = _UnixHTTPConnection(str(socket_path), timeout)
+    try:
+        body = b"" if payload is None else (json.dumps(payload) + "\n").encode()
+        conn.request("POST", f"/{method}", body=body,
+                     headers={"Accept": "application/vnd.docker.plugins.v1.2+json",
+                              "Host": "plugin.moby.localhost"})
+        resp = conn.getresponse()
+        data = resp.read()
+    finally:
+        conn.close()
+    try:
+        parsed: Any = json.loads(data) if data else None
+    except ValueError:
+        parsed = data.decode(errors="replace")
+    return resp.status, parsed
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):

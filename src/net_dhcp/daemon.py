@@ -81,49 +81,77 @@ async def serve(settings: Settings) -> None:
     """
     with exclusive(settings.socket.with_name(settings.socket.name + ".lock"), remove=True), \
             exclusive(settings.state_dir / LOCK_NAME):
-        await _serve(settings)
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="netlink"))
+        running = await start(settings)
+        # `kill -USR1 <pid>` dumps every thread's stack to standard error, for debugging a hang.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+            LOG.info("shutting down; running containers keep their leases")
+        finally:
+            await running.close()
 
 
-async def _serve(settings: Settings) -> None:
-    asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="netlink"))
+@dataclass
+class Running:
+    """A started plugin: what `start` built, in the order `close` takes it down."""
+
+    store: Store
+    driver: Driver
+    reconciler: Reconciler
+    runner: web.AppRunner
+    socket: Path
+
+    async def close(self) -> None:
+        """Stop serving and every background task; containers keep their leases."""
+        try:
+            await self.reconciler.close()
+            await self.runner.cleanup()
+            with contextlib.suppress(FileNotFoundError):
+                self.socket.unlink()
+            await self.driver.close()
+        finally:
+            self.store.close()
+            LOG.info("stopped")
+
+
+async def start(settings: Settings) -> Running:
+    """Load state, re-adopt running containers, listen on the socket (mode 0600), and
+    start the reconciler. The caller holds the locks and owns the returned `Running`."""
     store = Store(settings.state_dir)
-    driver = Driver(store, timing=settings.timing)
-    driver.load()
-    reconciler = Reconciler(driver, driver_name=settings.socket.stem,
-                            docker_socket=settings.docker_socket,
-                            sweep_interval_s=settings.sweep_interval_s)
-    await reconciler.adopt_from_kernel()
-
-    settings.socket.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        settings.socket.unlink()
-    runner = web.AppRunner(make_app(driver), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.UnixSite(runner, str(settings.socket))
-    old_umask = os.umask(0o177)
     try:
-        await site.start()
-    finally:
-        os.umask(old_umask)
-    os.chmod(settings.socket, 0o600)
-    LOG.info("listening on %s (state in %s)", settings.socket, store.path)
+        driver = Driver(store, timing=settings.timing)
+        driver.load()
+        reconciler = Reconciler(driver, driver_name=settings.socket.stem,
+                                docker_socket=settings.docker_socket,
+                                sweep_interval_s=settings.sweep_interval_s)
+        await reconciler.adopt_from_kernel()
 
-    # `kill -USR1 <pid>` dumps every thread's stack to standard error, for debugging a hang.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    reconciler.start()
-    try:
-        await stop.wait()
-        LOG.info("shutting down; running containers keep their leases")
-    finally:
-        await reconciler.close()
-        await runner.cleanup()
+        settings.socket.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             settings.socket.unlink()
-        await driver.close()
+        runner = web.AppRunner(make_app(driver), access_log=None, handle_signals=False)
+        await runner.setup()
+    except BaseException:
         store.close()
-        LOG.info("stopped")
+        raise
+    running = Running(store, driver, reconciler, runner, settings.socket)
+    try:
+        site = web.UnixSite(runner, str(settings.socket))
+        old_umask = os.umask(0o177)
+        try:
+            await site.start()
+        finally:
+            os.umask(old_umask)
+        os.chmod(settings.socket, 0o600)
+        LOG.info("listening on %s (state in %s)", settings.socket, store.path)
+        reconciler.start()
+    except BaseException:
+        await running.close()
+        raise
+    return running

@@ -1,0 +1,161 @@
+"""Play dockerd's part towards a running plugin, for tests that need no dockerd.
+
+The calls and their order are dockerd 20.10's (../shared/docs/docker-protocol.md):
+CreateNetwork with null IPAM; per container CreateEndpoint, Join, then the interface is
+moved into the container's namespace, renamed eth0, given the address and brought up;
+at stop Leave, the interface back to the host under its old name, DeleteEndpoint. A
+"container" is a network namespace of its own (`ip netns add`), named uniquely and
+deleted by `stop` or `close`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tests.lab import NETNS_PREFIX, sh
+
+NULL_IPAM = [{"AddressSpace": "null", "Pool": "0.0.0.0/0"}]
+
+
+class PluginLike(Protocol):
+    """A plugin reachable over its socket: tests.lab.Plugin or tests.inprocess's."""
+
+    def call(self, method: str, payload: Mapping[str, Any] | None = None,
+             timeout: float = 10.0) -> tuple[int, Any]: ...
+
+
+class PlayError(AssertionError):
+    """The plugin refused a call a real dockerd would have made."""
+
+
+def new_id() -> str:
+    return secrets.token_hex(32)
+
+
+@dataclass
+class Container:
+    """One played container: its namespace and its endpoint on one network."""
+
+    network_id: str
+    endpoint_id: str
+    netns: str
+    mac: str = ""
+    address: str = ""
+    src_name: str = ""
+    joined: bool = False
+    gateway: str | None = None
+    routes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def sandbox(self) -> str:
+        return f"/run/netns/{self.netns}"
+
+    def ids(self) -> dict[str, str]:
+        return {"NetworkID": self.network_id, "EndpointID": self.endpoint_id}
+
+
+class PlayedDocker:
+    """dockerd's side of the plugin protocol, against `plugin`'s socket."""
+
+    def __init__(self, plugin: PluginLike, *, tag: str | None = None) -> None:
+        self.plugin = plugin
+        self.tag = tag or secrets.token_hex(3)
+        self.containers: list[Container] = []
+        self.networks: list[str] = []
+
+    def call(self, method: str, payload: dict[str, Any] | None = None,
+             timeout: float = 60.0) -> dict[str, Any]:
+        """POST a call; PlayError unless the plugin answered 200 without Err."""
+        status, body = self.plugin.call(f"NetworkDriver.{method}", payload, timeout=timeout)
+        if status != 200 or not isinstance(body, dict) or body.get("Err"):
+            raise PlayError(f"{method} -> {status} {body!r}")
+        return body
+
+    def create_network(self, bridge: str, **options: str) -> str:
+        net_id = new_id()
+        self.call("CreateNetwork", {
+            "NetworkID": net_id,
+            "Options": {"com.docker.network.enable_ipv6": False,
+                        "com.docker.network.generic": {"bridge": bridge, **options}},
+            "IPv4Data": NULL_IPAM, "IPv6Data": []})
+        self.networks.append(net_id)
+        return net_id
+
+    def delete_network(self, net_id: str) -> None:
+        self.call("DeleteNetwork", {"NetworkID": net_id})
+        self.networks.remove(net_id)
+
+    def create(self, net_id: str, *, options: dict[str, str] | None = None) -> Container:
+        """CreateEndpoint only (the namespace exists, nothing joined yet)."""
+        c = Container(net_id, new_id(), f"{NETNS_PREFIX}play-{self.tag}{secrets.token_hex(3)}")
+        sh("ip", "netns", "add", c.netns)
+        self.containers.append(c)
+        reply = self.call("CreateEndpoint", {**c.ids(), "Interface": {},
+                                             "Options": dict(options or {})})
+        iface = reply["Interface"]
+        c.address, c.mac = iface["Address"], iface["MacAddress"]
+        return c
+
+    def join(self, c: Container) -> None:
+        """Join, then what dockerd does with the interface: move, rename, address, up."""
+        reply = self.call("Join", {**c.ids(), "SandboxKey": c.sandbox, "Options": {}})
+        c.src_name = reply["InterfaceName"]["SrcName"]
+        c.gateway = reply.get("Gateway")
+        c.routes = list(reply.get("StaticRoutes") or [])
+        sh("ip", "link", "set", c.src_name, "netns", c.netns)
+        sh("ip", "-n", c.netns, "link", "set", c.src_name, "name", "eth0")
+        sh("ip", "-n", c.netns, "addr", "add", c.address, "dev", "eth0")
+        sh("ip", "-n", c.netns, "link", "set", "eth0", "up")
+        c.joined = True
+
+    def start(self, net_id: str, *, options: dict[str, str] | None = None) -> Container:
+        """`docker run`: CreateEndpoint, Join, hand-over."""
+        c = self.create(net_id, options=options)
+        self.join(c)
+        return c
+
+    def stop(self, c: Container) -> None:
+        """`docker stop`: Leave, interface back to the host, DeleteEndpoint, namespace gone."""
+        try:
+            if c.joined:
+                self.call("Leave", c.ids())
+                c.joined = False
+                sh("ip", "-n", c.netns, "link", "set", "eth0", "down", check=False)
+                sh("ip", "-n", c.netns, "link", "set", "eth0", "netns", str(os.getpid()),
+                   "name", c.src_name, check=False)
+            self.call("DeleteEndpoint", c.ids())
+        finally:
+            self.forget(c)
+
+    def forget(self, c: Container) -> None:
+        """Delete the container's namespace (a crash: its interface dies with it)."""
+        sh("ip", "netns", "del", c.netns, check=False)
+        if c in self.containers:
+            self.containers.remove(c)
+
+    def eth0_addresses(self, c: Container) -> list[str]:
+        """The IPv4 addresses (with prefix) on the container's eth0."""
+        out = sh("ip", "-n", c.netns, "-4", "-o", "addr", "show", "dev", "eth0",
+                 check=False).stdout
+        return [line.split()[3] for line in out.splitlines() if " inet " in line]
+
+    def close(self) -> list[str]:
+        """Stop what is left (best effort); return what failed, for the test's report."""
+        problems: list[str] = []
+        for c in list(self.containers):
+            try:
+                self.stop(c)
+            except Exception as err:  # noqa: BLE001 - clean up the rest regardless
+                problems.append(f"stop {c.endpoint_id[:12]}: {err}")
+                self.forget(c)
+        for net_id in list(self.networks):
+            try:
+                self.delete_network(net_id)
+            except Exception as err:  # noqa: BLE001
+                problems.append(f"delete network {net_id[:12]}: {err}")
+                self.networks.remove(net_id)
+        return problems
