@@ -67,9 +67,10 @@ async def explain_no_lease(bridge: str, timeout_s: float, stats: AcquireStats) -
                 f"{stats.last_nak_message or 'no reason given'}). Check the server's "
                 "configuration for this LAN and client.")
     if stats.offers:
-        return (f"{head}: an offer came ({stats.offers}) but no acknowledgement. The server "
-                "may ping-check the address before it answers: raise the network's "
-                "-o lease_timeout (e.g. lease_timeout=30s).")
+        return (f"{head}: an offer came ({stats.offers}) but no acknowledgement, after "
+                f"{stats.requests} REQUEST(s). The server stopped answering after its offer "
+                "(is it still running?), or it ping-checks the address before it answers: "
+                "then raise the network's -o lease_timeout (e.g. lease_timeout=30s).")
     causes: list[str] = []
     if _bridge_netfilter_on():
         policy, rules = await forward_policy()

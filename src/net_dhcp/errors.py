@@ -23,6 +23,10 @@ class NetlinkError(NetDhcpError):
     """A kernel networking operation failed."""
 
 
+class InterfaceGone(NetlinkError):
+    """The interface a DHCP socket is bound to no longer exists (e.g. its namespace died)."""
+
+
 class LeaseError(NetDhcpError):
     """No DHCP lease could be obtained; the message names likely causes."""
 

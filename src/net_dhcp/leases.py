@@ -24,6 +24,7 @@ from .dhcp4.keeper import LeaseKeeper
 from .dhcp4.lease import Lease
 from .dhcp4.sockets import DhcpSocket, open_dhcp_socket, send_release_as
 from .dhcp4.timing import Timing
+from .errors import InterfaceGone
 from .registry import Endpoint, Registry
 
 LOG = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ class _Running:
     task: asyncio.Task[None]
     sandbox: str
     keeper: LeaseKeeper | None = None
+    netns: int | None = None
+    """The identity of the namespace the keeper attached in (netlink.netns_inode)."""
 
 
 class LeaseSupervisor:
@@ -68,40 +71,62 @@ class LeaseSupervisor:
         self._running[ep.id] = _Running(task, ep.sandbox)
 
     async def _keep(self, ep: Endpoint, where: str) -> None:
+        """Keep the lease on the interface in `where`; follow the interface if the
+        container renames it; stop (logged) when it is gone from `where` for good."""
+        while True:
+            found = await self._attach(ep, where)
+            if found is None:
+                return
+            ifname, sock = found
+            try:
+                await self._run_keeper(ep, where, ifname, sock)
+            except InterfaceGone as err:
+                LOG.debug("endpoint %s: %s", ep.id[:12], err)
+            finally:
+                sock.close()
+            try:
+                moved = netlink.is_netns(where) and await sandbox.find(where, ep.mac)
+            except OSError:
+                moved = None
+            if not moved:
+                lease = ep.lease.address if ep.lease is not None else "its lease"
+                LOG.warning("endpoint %s: its interface %s is gone from %s (the container's "
+                            "network namespace went away, or the interface was deleted): no "
+                            "longer renewing %s; it is released when Docker removes the "
+                            "endpoint, or by the sweep", ep.id[:12], ep.mac, where, lease)
+                return
+            LOG.info("endpoint %s: interface %s is now %s in %s; following it", ep.id[:12],
+                     ep.mac, moved[1], where)
+
+    async def _run_keeper(self, ep: Endpoint, where: str, ifname: str,
+                          sock: DhcpSocket) -> None:
         assert ep.lease is not None
-        found = await self._attach(ep, where)
-        if found is None:
-            return
-        ifname, sock = found
-        try:
-            sock.start()
-            net = self.registry.networks.get(ep.network_id)
+        sock.start()
+        net = self.registry.networks.get(ep.network_id)
 
-            async def apply(old: Lease | None, new: Lease) -> None:
-                await sandbox.apply(where, ep.mac, old, new)
+        async def apply(old: Lease | None, new: Lease) -> None:
+            await sandbox.apply(where, ep.mac, old, new)
 
-            async def unapply(old: Lease) -> None:
-                await sandbox.unapply(where, ep.mac, old)
+        async def unapply(old: Lease) -> None:
+            await sandbox.unapply(where, ep.mac, old)
 
-            async def probe(ip: IPv4Address) -> bool:
-                return await acd.in_use(ifname, where, ip)
+        async def probe(ip: IPv4Address) -> bool:
+            return await acd.in_use(ifname, where, ip)
 
-            keeper = LeaseKeeper(
-                f"endpoint {ep.id[:12]}", sock, ep.lease, client_id=ep.client_id,
-                hostname=ep.wanted_hostname, apply=apply, unapply=unapply,
-                on_lease=functools.partial(self.registry.set_lease, ep),
-                probe=None if net is None or net.options.ignore_conflicts else probe,
-                timing=self.timing,
-            )
-            run = self._running.get(ep.id)
-            if run is not None:
-                run.keeper = keeper
-            LOG.info("endpoint %s: keeping %s on %s in %s (renew in %.0fs)", ep.id[:12],
-                     ep.lease.address, ifname, where,
-                     max(0.0, ep.lease.t1_at - time.time()))
-            await keeper.run()
-        finally:
-            sock.close()
+        keeper = LeaseKeeper(
+            f"endpoint {ep.id[:12]}", sock, ep.lease, client_id=ep.client_id,
+            hostname=ep.wanted_hostname, apply=apply, unapply=unapply,
+            on_lease=functools.partial(self.registry.set_lease, ep),
+            probe=None if net is None or net.options.ignore_conflicts else probe,
+            timing=self.timing,
+        )
+        run = self._running.get(ep.id)
+        if run is not None:
+            run.keeper = keeper
+            run.netns = netlink.netns_inode(where)
+        LOG.info("endpoint %s: keeping %s on %s in %s (renew in %.0fs)", ep.id[:12],
+                 ep.lease.address, ifname, where, max(0.0, ep.lease.t1_at - time.time()))
+        await keeper.run()
 
     async def _attach(self, ep: Endpoint, where: str) -> tuple[str, DhcpSocket] | None:
         """Wait for the container's interface and open a DHCP socket on it."""
@@ -131,6 +156,26 @@ class LeaseSupervisor:
                 return ifname, sock
         return None
 
+    async def check_sandboxes(self) -> None:
+        """Stop keeping, and release, the lease of every container whose namespace is gone
+        (Docker deleted it and no Leave reached us): the keeper's sockets would keep the
+        dead namespace, its interface and the lease alive for ever. Called periodically."""
+        for endpoint_id, run in list(self._running.items()):
+            if run.keeper is None or run.task.done():
+                continue  # not attached yet (Docker <= 25 mounts the namespace late)
+            if netlink.netns_inode(run.sandbox) == run.netns:
+                continue
+            ep = self.registry.endpoints.get(endpoint_id)
+            if ep is None:
+                continue
+            LOG.warning("endpoint %s: the container's network namespace %s is gone but "
+                        "Docker never sent Leave; stopping its DHCP client and releasing %s "
+                        "(the endpoint goes when Docker deletes it, or at the sweep)",
+                        ep.id[:12], run.sandbox, run.keeper.lease.address)
+            async with ep.lock:
+                if self._running.get(endpoint_id) is run:
+                    await self.stop(ep, release=True)
+
     async def _cancel(self, ep: Endpoint) -> None:
         run = self._running.pop(ep.id, None)
         if run is None:
@@ -151,7 +196,7 @@ class LeaseSupervisor:
             # release through it (no thread, no netlink) before stopping it.
             try:
                 send_release(keeper.sock, keeper.lease, ep.client_id)
-            except OSError as err:
+            except (OSError, InterfaceGone) as err:
                 LOG.info("endpoint %s: DHCPRELEASE through the keeper failed (%s); "
                          "trying again after it stops", ep.id[:12], err)
             else:

@@ -94,6 +94,19 @@ def is_netns(path: str) -> bool:
         os.close(fd)
 
 
+def netns_inode(path: str) -> int | None:
+    """The identity (inode) of the network namespace mounted at `path`; None if there is
+    none (the path is gone, or a placeholder). Another namespace at the same path has
+    another inode."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if st.st_dev != os.stat("/proc/self/ns/net").st_dev:
+        return None
+    return st.st_ino
+
+
 @dataclass(frozen=True)
 class BridgeInfo:
     """What the plugin needs to know about the LAN bridge."""
@@ -275,6 +288,28 @@ async def set_up(name: str) -> None:
         await asyncio.to_thread(_set_up, name)
     except PyNetlinkError as err:
         raise NetlinkError(f"could not bring {name} up: {err}") from err
+
+
+def _enslave(name: str, bridge: str) -> bool:
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        br = ipr.link_lookup(ifname=bridge)
+        if not idx or not br:
+            return False
+        link = ipr.get_links(idx[0])[0]
+        if _attr(link, "IFLA_MASTER") == br[0] and int(link["flags"]) & IFF_UP:
+            return False
+        ipr.link("set", index=idx[0], master=br[0], state="up")
+        return True
+
+
+async def enslave(name: str, bridge: str) -> bool:
+    """Put host interface `name` on `bridge`, up; True if that changed anything (False
+    also when either is missing)."""
+    try:
+        return await asyncio.to_thread(_enslave, name, bridge)
+    except PyNetlinkError as err:
+        raise NetlinkError(f"could not attach {name} to {bridge}: {err}") from err
 
 
 async def link_exists(name: str) -> bool:

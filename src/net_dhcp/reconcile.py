@@ -16,6 +16,7 @@ from ipaddress import IPv4Network
 from typing import Any
 
 from . import netlink
+from .attach import veth
 from .attach.veth import HOST_IF_PREFIX
 from .config import valid_hostname
 from .docker_api import DockerClient
@@ -44,6 +45,9 @@ class Reconciler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._born: dict[str, float] = {}
         self._strays: set[str] = set()
+        self._missing_bridges: set[str] = set()
+        self.docker_reachable: bool | None = None
+        """None until the first try; then whether the Docker API answered last time."""
 
     async def adopt_from_kernel(self) -> None:
         """Resume keepers for endpoints whose container still runs; clean the rest."""
@@ -107,6 +111,7 @@ class Reconciler:
         while True:
             try:
                 await self.refresh_pools()
+                self._docker_reachable(True)
                 await self.rebuild_from_docker()
                 await self.learn_all()
                 async for event in self.docker.events(filters):
@@ -114,8 +119,25 @@ class Reconciler:
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # noqa: BLE001 - Docker may be down; try again later
-                LOG.debug("Docker events unavailable (%s); retrying in %gs", err, RETRY_S)
+                self._docker_reachable(False, err)
             await asyncio.sleep(RETRY_S)
+
+    def _docker_reachable(self, now: bool, err: BaseException | None = None) -> None:
+        """Log when the Docker API becomes reachable or stops being so (once each way)."""
+        if now == self.docker_reachable:
+            if err is not None:
+                LOG.debug("Docker events unavailable (%s); retrying in %gs", err, RETRY_S)
+            return
+        self.docker_reachable = now
+        if now:
+            LOG.info("Docker API at %s answers: watching its events", self.docker.socket_path)
+        else:
+            LOG.warning("cannot reach the Docker API at %s (%s): plugin requests are still "
+                        "served, but containers that die without Docker telling the plugin, "
+                        "and state lost with the state file, are only handled once it "
+                        "answers; retrying every %gs. If dockerd uses another socket, give "
+                        "it with --docker-socket or DOCKER_HOST=unix://PATH",
+                        self.docker.socket_path, err, RETRY_S)
 
     async def _on_event(self, event: dict[str, Any]) -> None:
         kind, action = event.get("Type"), event.get("Action")
@@ -219,14 +241,48 @@ class Reconciler:
 
     # ---- sweep -------------------------------------------------------------------------------
     async def _sweep_forever(self) -> None:
+        """Every sweep interval: the bridges, the containers' namespaces, then the sweep
+        (which needs Docker). One failing check never skips the others."""
         while True:
             await asyncio.sleep(self.sweep_interval_s)
+            for check in (self.check_bridges, self.driver.leases.check_sandboxes):
+                try:
+                    await check()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:  # noqa: BLE001 - try again next time
+                    LOG.warning("%s failed: %s", check.__name__, err)
             try:
                 await self.sweep()
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # noqa: BLE001 - never act on an API error
                 LOG.debug("sweep skipped: %s", err)
+
+    async def check_bridges(self) -> None:
+        """Say when a network's bridge disappears, and when it is back, put the veths of
+        its endpoints back on it (deleting a bridge leaves its ports behind, unattached)."""
+        for net in list(self.driver.registry.networks.values()):
+            bridge = net.options.bridge
+            eps = self.driver.registry.endpoints_of(net.id)
+            if not await netlink.link_exists(bridge):
+                if bridge not in self._missing_bridges:
+                    self._missing_bridges.add(bridge)
+                    LOG.error("network %s: bridge %s is gone: its %d container(s) cannot "
+                              "reach the DHCP server and keep their addresses only until "
+                              "their leases expire, and new containers cannot start. Create "
+                              "the bridge again (with its LAN port): the plugin puts the "
+                              "containers back on it within %gs", net.id[:12], bridge,
+                              len(eps), self.sweep_interval_s)
+                continue
+            back = bridge in self._missing_bridges
+            self._missing_bridges.discard(bridge)
+            on_it = set(await netlink.link_names(HOST_IF_PREFIX, masters={bridge}))
+            moved = [ep.host_if for ep in eps
+                     if ep.host_if not in on_it and await veth.reattach(ep.host_if, bridge)]
+            if back or moved:
+                LOG.warning("network %s: bridge %s is there again; put back on it: %s",
+                            net.id[:12], bridge, ", ".join(moved) or "nothing needed it")
 
     async def sweep(self) -> None:
         """Remove endpoints (and stray veths) that no Docker network knows any more."""

@@ -34,6 +34,12 @@ async def create(endpoint_id: str, bridge: str, mac: str) -> tuple[str, str]:
     return host_if, cont_if
 
 
+async def reattach(host_if: str, bridge: str) -> bool:
+    """Put the host end back on `bridge` (e.g. after the bridge was deleted and made
+    again); True if it was off it. False too when either link is missing."""
+    return await netlink.enslave(host_if, bridge)
+
+
 async def remove(host_if: str, cont_if: str, what: str) -> None:
     """Delete the pair (best effort, logged). Deleting one end deletes both: the container
     end is looked for only when the host end is already gone (it may be back, alone)."""

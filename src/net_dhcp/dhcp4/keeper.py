@@ -2,7 +2,8 @@
 
 RENEWING at T1 (unicast to the lease's server), REBINDING at T2 (broadcast), INIT on NAK
 or expiry (RFC 2131 4.4.5). Nothing a host on the LAN sends, and no failing netlink call or
-state write, ends a keeper: only its owner cancelling it does.
+state write, ends a keeper: only its owner cancelling it does, or its interface vanishing
+(InterfaceGone: there is nothing left to keep the lease on; the owner decides what next).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
-from ..errors import LeaseError
+from ..errors import InterfaceGone, LeaseError
 from . import codec
 from .client import AcquireStats, ConflictLimiter, Nak, Probe, acquire, judge_reply, wait_reply
 from .fsm import Machine, State
@@ -110,13 +111,13 @@ class LeaseKeeper:
         return True
 
     async def run(self) -> None:
-        """Run until cancelled; never releases (the owner decides that)."""
+        """Run until cancelled, or InterfaceGone; never releases (the owner decides that)."""
         backoff = self._timing.keeper_retry_first_s
         try:
             while True:
                 try:
                     await self._step()
-                except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                except (asyncio.CancelledError, KeyboardInterrupt, SystemExit, InterfaceGone):
                     raise
                 except Exception:  # noqa: BLE001 - whatever failed, the lease must go on
                     self.failures += 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import fcntl
 import logging
 import os
@@ -20,6 +21,7 @@ import socket
 import struct
 from ipaddress import IPv4Address
 
+from ..errors import InterfaceGone
 from ..wire import udp4
 from . import codec
 from .lease import Lease
@@ -34,6 +36,8 @@ PACKET_AUXDATA = 8
 TP_STATUS_CSUMNOTREADY = 8
 BROADCAST_MAC = b"\xff" * 6
 ANY = IPv4Address(0)
+GONE_ERRNOS = (errno.ENODEV, errno.ENXIO)
+"""sendto(2) on a packet socket whose interface was deleted (by name, resp. by index)."""
 LIMITED_BROADCAST = IPv4Address("255.255.255.255")
 
 # Classic BPF for a cooked IPv4 packet: UDP, not a fragment, destination port 68.
@@ -156,12 +160,20 @@ class DhcpSocket:
         dst: IPv4Address = LIMITED_BROADCAST,
         dst_mac: bytes = BROADCAST_MAC,
     ) -> None:
-        """Send one message from port 68 to port 67, framed by hand."""
+        """Send one message from port 68 to port 67, framed by hand.
+
+        InterfaceGone if the interface no longer exists; OSError for other failures.
+        """
         frame = udp4.build_udp_ipv4(
             src=src, dst=dst, sport=codec.CLIENT_PORT, dport=codec.SERVER_PORT,
             payload=msg.encode(),
         )
-        self._pkt.sendto(frame, (self.ifname, ETH_P_IP, 0, 0, dst_mac))
+        try:
+            self._pkt.sendto(frame, (self.ifname, ETH_P_IP, 0, 0, dst_mac))
+        except OSError as err:
+            if err.errno in GONE_ERRNOS:
+                raise InterfaceGone(f"{self.ifname} is gone ({err.strerror})") from err
+            raise
 
     def close(self) -> None:
         """Stop reading and close both sockets; safe to call twice."""
