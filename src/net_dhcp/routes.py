@@ -20,8 +20,14 @@ class Route:
 
 
 def reachable(address: IPv4Interface, hop: IPv4Address | None) -> bool:
-    """True if `hop` is on the subnet of `address` (None, on-link, always is)."""
-    return hop is None or (hop in address.network and hop != address.ip)
+    """True if `hop` is a host on the subnet of `address` other than itself (None, on-link,
+    always is): not the subnet's network or broadcast address."""
+    if hop is None:
+        return True
+    net = address.network
+    if net.prefixlen <= 30 and hop in (net.network_address, net.broadcast_address):
+        return False
+    return hop in net and hop != address.ip
 
 
 def on_link(address: IPv4Interface, gateway: IPv4Address | None,

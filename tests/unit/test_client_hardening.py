@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv4Interface
 import pytest
 
 from net_dhcp.dhcp4 import codec
-from net_dhcp.dhcp4.client import AcquireStats, acquire
+from net_dhcp.dhcp4.client import AcquireStats, acquire, judge_reply
 from net_dhcp.dhcp4.fsm import IllegalTransition, Machine, State
 from net_dhcp.dhcp4.lease import Lease
 from net_dhcp.dhcp4.timing import Timing
@@ -242,6 +242,7 @@ async def test_keeper_waits_after_declines_in_init() -> None:
     ({"drop": [51]}, "no lease time"),
     ({"opts": {51: (0).to_bytes(4, "big")}}, "lease time of 0"),
     ({"drop": [54]}, "server identifier"),
+    ({"yiaddr": SERVER}, "the server's own address"),
 ])
 def test_unusable_acks_are_rejected_with_a_reason(change: dict[str, object], why: str) -> None:
     # Before: each of these was applied (or became an infinite or /0 lease).
@@ -260,6 +261,32 @@ def test_off_link_router_and_routes_are_dropped_from_a_lease() -> None:
     lease = Lease.from_ack(ack, server_mac=b"\x02" * 6, sent_at=0.0)
     assert lease.gateway is None
     assert lease.routes == ()
+
+
+def test_unusable_router_and_dns_servers_are_dropped_from_a_lease() -> None:
+    # Found by the decoder fuzz: the subnet's broadcast address as the router, and
+    # 0.0.0.0 / 255.255.255.255 as DNS servers, were kept.
+    req = codec.discover(xid=1, chaddr=MAC, client_id=CID)
+    ack = broken(req, codec.MessageType.ACK, opts={
+        3: IPv4Address("10.0.0.255").packed,
+        6: IPv4Address(0).packed + IPv4Address("255.255.255.255").packed
+        + IPv4Address("10.0.0.53").packed})
+    lease = Lease.from_ack(ack, server_mac=b"\x02" * 6, sent_at=0.0)
+    assert lease.gateway is None
+    assert lease.dns == (IPv4Address("10.0.0.53"),)
+
+
+@pytest.mark.parametrize("named", ["0.0.0.0", "127.0.0.1", "255.255.255.255", "224.0.0.1"])
+def test_a_nak_naming_no_host_as_its_server_is_ignored(named: str) -> None:
+    # Found by the decoder fuzz: while rebinding (any server), such a NAK was believed.
+    req = codec.discover(xid=1, chaddr=MAC, client_id=CID)
+    nak = broken(req, codec.MessageType.NAK, opts={54: IPv4Address(named).packed})
+    stats = AcquireStats()
+    judge = judge_reply(ifname="t0", server=None, sent_at=0.0, hostname=None, previous=None,
+                        stats=stats)
+    assert judge(nak, b"\x02" * 6) is None
+    assert stats.dropped == 1
+    assert "not a host address" in (stats.last_drop_reason or "")
 
 
 def test_infinite_lease_stays_infinite() -> None:

@@ -23,7 +23,7 @@ from ..errors import DhcpReplyError, LeaseError
 from ..text import printable
 from . import codec
 from .fsm import Machine, State
-from .lease import Lease, check_host_address
+from .lease import Lease, check_host_address, is_host_address
 from .sockets import BROADCAST_MAC, DhcpSocket
 from .timing import MAX_CONFLICTS, Timing
 
@@ -185,6 +185,8 @@ def judge_reply(*, ifname: str, server: IPv4Address | None, sent_at: float,
         reason: str | None = None
         if msg.server_id is None:
             reason = f"{kind.name} carries no server identifier (option 54)"
+        elif not is_host_address(msg.server_id):
+            reason = f"{kind.name} names {msg.server_id} as its server, not a host address"
         elif server is not None and msg.server_id != server:
             reason = f"{kind.name} from {msg.server_id}, not from our server {server}"
         if reason is None and kind is codec.MessageType.NAK:

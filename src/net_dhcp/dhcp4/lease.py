@@ -31,6 +31,11 @@ def check_host_address(ip: IPv4Address, what: str = "yiaddr") -> None:
             raise DhcpReplyError(f"{what} {ip} is not a usable host address (in {net})")
 
 
+def is_host_address(ip: IPv4Address) -> bool:
+    """Whether `ip` can be a host's unicast address (see check_host_address)."""
+    return not any(ip in net for net in _UNUSABLE_NETS)
+
+
 @dataclass(frozen=True)
 class Lease:
     """A bound lease; times are wall-clock seconds so they survive a restart."""
@@ -81,6 +86,8 @@ class Lease:
             raise DhcpReplyError("ACK carries no server identifier (option 54)")
         check_host_address(server, "server identifier")
         check_host_address(ack.yiaddr)
+        if server == ack.yiaddr:
+            raise DhcpReplyError(f"yiaddr {ack.yiaddr} is the server's own address")
         prefix = _prefix(ack, previous)
         address = IPv4Interface(f"{ack.yiaddr}/{prefix}")
         if prefix <= 30 and ack.yiaddr in (address.network.network_address,
@@ -121,7 +128,7 @@ class Lease:
             server_mac=server_mac,
             gateway=gateway,
             routes=usable,
-            dns=tuple(ack.dns_servers),
+            dns=tuple(d for d in ack.dns_servers if is_host_address(d)),
             domain=ack.domain_name,
             lease_time_s=lease_s,
             t1_s=t1,
