@@ -45,9 +45,11 @@ class Container:
     netns: str
     mac: str = ""
     address: str = ""
+    address6: str = ""
     src_name: str = ""
     joined: bool = False
     gateway: str | None = None
+    gateway6: str | None = None
     routes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -89,15 +91,18 @@ class PlayedDocker:
         self.call("DeleteNetwork", {"NetworkID": net_id})
         self.networks.remove(net_id)
 
-    def create(self, net_id: str, *, options: dict[str, str] | None = None) -> Container:
-        """CreateEndpoint only (the namespace exists, nothing joined yet)."""
+    def create(self, net_id: str, *, options: dict[str, str] | None = None,
+               mac: str | None = None) -> Container:
+        """CreateEndpoint only (the namespace exists, nothing joined yet); `mac` as
+        `docker run --mac-address` gives it."""
         c = Container(net_id, new_id(), f"{NETNS_PREFIX}play-{self.tag}{secrets.token_hex(3)}")
         sh("ip", "netns", "add", c.netns)
         self.containers.append(c)
-        reply = self.call("CreateEndpoint", {**c.ids(), "Interface": {},
+        reply = self.call("CreateEndpoint", {**c.ids(), "Interface": {"MacAddress": mac or ""},
                                              "Options": dict(options or {})})
         iface = reply["Interface"]
-        c.address, c.mac = iface["Address"], iface["MacAddress"]
+        c.address, c.mac = iface["Address"], mac or iface["MacAddress"]
+        c.address6 = iface.get("AddressIPv6", "")
         return c
 
     def join(self, c: Container) -> None:
@@ -105,16 +110,23 @@ class PlayedDocker:
         reply = self.call("Join", {**c.ids(), "SandboxKey": c.sandbox, "Options": {}})
         c.src_name = reply["InterfaceName"]["SrcName"]
         c.gateway = reply.get("Gateway")
+        c.gateway6 = reply.get("GatewayIPv6")
         c.routes = list(reply.get("StaticRoutes") or [])
         sh("ip", "link", "set", c.src_name, "netns", c.netns)
         sh("ip", "-n", c.netns, "link", "set", c.src_name, "name", "eth0")
         sh("ip", "-n", c.netns, "addr", "add", c.address, "dev", "eth0")
+        if c.address6:  # Docker adds it without DAD
+            sh("ip", "-n", c.netns, "-6", "addr", "add", c.address6, "dev", "eth0", "nodad")
         sh("ip", "-n", c.netns, "link", "set", "eth0", "up")
+        if c.gateway6:
+            sh("ip", "-n", c.netns, "-6", "route", "add", "default", "via", c.gateway6,
+               "dev", "eth0")
         c.joined = True
 
-    def start(self, net_id: str, *, options: dict[str, str] | None = None) -> Container:
+    def start(self, net_id: str, *, options: dict[str, str] | None = None,
+              mac: str | None = None) -> Container:
         """`docker run`: CreateEndpoint, Join, hand-over."""
-        c = self.create(net_id, options=options)
+        c = self.create(net_id, options=options, mac=mac)
         self.join(c)
         return c
 
@@ -137,11 +149,12 @@ class PlayedDocker:
         if c in self.containers:
             self.containers.remove(c)
 
-    def eth0_addresses(self, c: Container) -> list[str]:
-        """The IPv4 addresses (with prefix) on the container's eth0."""
-        out = sh("ip", "-n", c.netns, "-4", "-o", "addr", "show", "dev", "eth0",
-                 check=False).stdout
-        return [line.split()[3] for line in out.splitlines() if " inet " in line]
+    def eth0_addresses(self, c: Container, family: int = 4) -> list[str]:
+        """The IPv4 (or global IPv6) addresses, with prefix, on the container's eth0."""
+        out = sh("ip", "-n", c.netns, f"-{family}", "-o", "addr", "show", "dev", "eth0",
+                 "scope", "global", check=False).stdout
+        word = " inet " if family == 4 else " inet6 "
+        return [line.split()[3] for line in out.splitlines() if word in line]
 
     def close(self) -> list[str]:
         """Stop what is left (best effort); return what failed, for the test's report."""

@@ -46,6 +46,22 @@ t2=None, reservations=None, range_start=None, range_end=None, router=None, extra
     range_end=, lease=, t1=, t2=, reservations=, router=, extra_args=, clear_leases=False)``
     (overrides persist for later restarts); ``add_host(ip=None, mac=None) -> LanHost``;
     ``close() -> list[str]`` (best effort, idempotent; returns the problems it met).
+
+    IPv6 (all optional, off by default): ``DhcpLan(..., ipv6=False, prefix6=None,
+    reservations6=None, ra_interval=None)``. With ``ipv6=True`` the LAN is dual-stack: a ULA
+    ``/64`` unique to the lab (``prefix6``, default :func:`pick_prefix6`), ``<prefix6>::1/64`` on
+    the server's ``lan0`` (DAD off there, so it and the link-local address are usable at once),
+    and dnsmasq also gets ``--enable-ra``, ``--dhcp-range=<prefix6>::100,<prefix6>::1ff,64,
+    <lease>`` and ``--dhcp-host=<mac>,[<v6>]`` per ``reservations6`` entry (MAC -> IPv6; one
+    option ``--dhcp-host=<mac>,<v4>,[<v6>]`` when the MAC has an IPv4 reservation too);
+    ``ra_interval`` (seconds) adds ``--ra-param=lan0,<ra_interval>``. The lab's bridge gets
+    ``accept_ra=0`` so the host never takes the lab's RA as a default route. Attributes
+    ``ipv6``, ``prefix6`` (IPv6Network or None), ``server_ip6``, ``range6_start``,
+    ``range6_end``, ``reservations6``, ``ra_interval``; ``server_link_local`` (a property read
+    from the server namespace); ``address6(n)``, ``in_range6(ip)``, ``leases6() ->
+    list[Lease6]`` (``Lease6(expiry, iaid, ip, hostname, duid)``), ``wait_for_lease6(*, ip=None,
+    duid=None, timeout=15.0)``; ``start_dnsmasq(..., reservations6=)``. ``leases()`` lists the
+    IPv4 leases only (the lease file's lines before its ``duid`` line).
 ``LanHost``: another machine on the LAN: its own namespace (``netns``) with ``eth0`` on the
     bridge, ``mac``, ``ip`` (or None), ``veth`` (host side). ``exec(*cmd)``, ``ping(ip)``,
     ``dhcp(timeout=20.0, hostname=None, configure=True) -> str`` (busybox udhcpc; returns the
@@ -59,8 +75,9 @@ t2=None, reservations=None, range_start=None, range_end=None, router=None, extra
     ``wait_for_log(pattern, timeout=30.0, since=None)``, ``call(method, payload=None)`` (a raw
     POST to the socket), ``close()`` (stop, remove the socket file and the temp dir).
 ``lab_leftovers() -> list[str]`` and ``cleanup_leftovers() -> list[str]``: objects with lab names.
-Also: ``pick_subnet()`` (a free random 10.x.y.0/24), ``random_mac()`` (locally administered),
-``DhcpLan.in_range(ip)``, ``DhcpLan.server_exec(*cmd)`` (in the server namespace),
+Also: ``pick_subnet()`` (a free random 10.x.y.0/24), ``pick_prefix6()`` (a free random ULA
+/64), ``random_mac()`` (locally administered), ``DhcpLan.in_range(ip)``,
+``DhcpLan.server_exec(*cmd)`` (in the server namespace),
 ``DhcpLan.names()`` (links and namespaces it made), ``Plugin.command()``, ``Plugin.diagnostics()``.
 A new ``Plugin(state_dir=old.state_dir)`` starts a fresh process on an earlier plugin's state.
 
@@ -107,6 +124,7 @@ NETNS_PREFIX = "nd-"
 VETH_PREFIXES = ("ndsv", "ndh")
 _SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 _TAKEN_SUBNETS: set[ipaddress.IPv4Network] = set()
+_TAKEN_PREFIXES6: set[ipaddress.IPv6Network] = set()
 
 
 class LabError(RuntimeError):
@@ -284,6 +302,35 @@ def pick_subnet() -> ipaddress.IPv4Network:
     raise LabError("no free 10.x.y.0/24 subnet found (does a route cover all of 10.0.0.0/8?)")
 
 
+def _used_networks6() -> list[ipaddress.IPv6Network]:
+    used: list[ipaddress.IPv6Network] = []
+    found: list[str] = []
+    for route in json.loads(sh("ip", "-6", "-j", "route", "show", "table", "all").stdout or "[]"):
+        dst = route.get("dst")
+        if dst and dst != "default":
+            found.append(dst if "/" in dst else f"{dst}/128")
+    for link in json.loads(sh("ip", "-6", "-j", "addr", "show").stdout or "[]"):
+        found += [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])]
+    for net in found:
+        with contextlib.suppress(ValueError):
+            used.append(ipaddress.IPv6Network(net, strict=False))
+    return used
+
+
+def pick_prefix6() -> ipaddress.IPv6Network:
+    """A random ULA /64 (fd00::/8, RFC 4193) that overlaps no IPv6 route or address of this host
+    (nor another lab of this process)."""
+    used = _used_networks6()
+    for _ in range(100):
+        bits = (0xFD << 56 | secrets.randbits(56)) << 64
+        cand = ipaddress.IPv6Network((bits, 64))
+        if cand in _TAKEN_PREFIXES6 or any(cand.overlaps(u) for u in used):
+            continue
+        _TAKEN_PREFIXES6.add(cand)
+        return cand
+    raise LabError("no free ULA /64 found (does a route cover all of fd00::/8?)")
+
+
 # --------------------------------------------------------------------------- the LAN
 
 
@@ -294,6 +341,16 @@ class Lease(NamedTuple):
     mac: str
     ip: str
     hostname: str | None
+
+
+class Lease6(NamedTuple):
+    """One IPv6 line of dnsmasq's lease file (after its ``duid <server DUID>`` line)."""
+
+    expiry: int
+    iaid: str
+    ip: str
+    hostname: str | None
+    duid: str
 
 
 _UDHCPC_SCRIPT = """#!/bin/sh
@@ -383,7 +440,10 @@ class DhcpLan(_LogFile):
                  t1: int | None = None, t2: int | None = None,
                  reservations: Mapping[str, str] | None = None,
                  range_start: str | None = None, range_end: str | None = None,
-                 router: str | None = None, extra_args: Sequence[str] = ()) -> None:
+                 router: str | None = None, extra_args: Sequence[str] = (),
+                 ipv6: bool = False, prefix6: str | ipaddress.IPv6Network | None = None,
+                 reservations6: Mapping[str, str] | None = None,
+                 ra_interval: int | None = None) -> None:
         self.id = secrets.token_hex(3)
         self.bridge = f"{BRIDGE_PREFIX}{self.id}"
         self.netns = f"{NETNS_PREFIX}{self.id}"
@@ -401,6 +461,19 @@ class DhcpLan(_LogFile):
         self.t2 = t2
         self.reservations: dict[str, str] = dict(reservations or {})
         self.extra_args: list[str] = list(extra_args)
+        self.ipv6 = ipv6
+        self.prefix6: ipaddress.IPv6Network | None = None
+        if ipv6:
+            self.prefix6 = (ipaddress.IPv6Network(prefix6) if prefix6 is not None
+                            else pick_prefix6())
+            if self.prefix6.prefixlen != 64:
+                _TAKEN_PREFIXES6.discard(self.prefix6)
+                raise LabError(f"prefix6 must be a /64 (dnsmasq's minimum), got {self.prefix6}")
+        self.server_ip6 = self.address6(1) if ipv6 else None
+        self.range6_start = self.address6(0x100) if ipv6 else None
+        self.range6_end = self.address6(0x1FF) if ipv6 else None
+        self.reservations6: dict[str, str] = dict(reservations6 or {})
+        self.ra_interval = ra_interval
         self.hosts: list[LanHost] = []
         self.workdir = Path(tempfile.mkdtemp(prefix=f"net-dhcp-lab-{self.id}-"))
         self.lease_file = self.workdir / "dnsmasq.leases"
@@ -427,6 +500,9 @@ class DhcpLan(_LogFile):
             raise LabError("DhcpLan needs root (bridges, namespaces, iptables)")
         sh("ip", "link", "add", self.bridge, "type", "bridge")
         self._created_bridge = True
+        if self.ipv6:
+            # The host must not take the lab's RA (a default route via the lab) on the bridge.
+            Path(f"/proc/sys/net/ipv6/conf/{self.bridge}/accept_ra").write_text("0\n")
         sh("ip", "link", "set", self.bridge, "up")
         sh("ip", "netns", "add", self.netns)
         self._created_netns = True
@@ -436,6 +512,14 @@ class DhcpLan(_LogFile):
         sh("ip", "-n", self.netns, "link", "set", "lo", "up")
         sh("ip", "-n", self.netns, "addr", "add", f"{self.server_ip}/{self.prefixlen}",
            "dev", self.server_if)
+        if self.server_ip6 is not None:
+            # No DAD on the server: its link-local and global addresses are usable (by dnsmasq's
+            # RA and DHCPv6) the moment the link is up; and it is a router, not an RA client.
+            for key in ("accept_dad", "accept_ra"):
+                self.server_exec(tool("sysctl"), "-q", "-w",
+                                 f"net.ipv6.conf.{self.server_if}.{key}=0")
+            sh("ip", "-n", self.netns, "addr", "add", f"{self.server_ip6}/64", "dev",
+               self.server_if, "nodad")
         sh("ip", "-n", self.netns, "link", "set", self.server_if, "up")
         if self.host_address:
             sh("ip", "addr", "add", f"{self.host_address}/{self.prefixlen}", "dev", self.bridge)
@@ -470,6 +554,8 @@ class DhcpLan(_LogFile):
             rule = self._rule
             step("delete iptables rule", lambda: sh("iptables", "-w", "-D", *rule))
         _TAKEN_SUBNETS.discard(self.subnet)
+        if self.prefix6 is not None:
+            _TAKEN_PREFIXES6.discard(self.prefix6)
         if keep_temp():
             print(f"lab {self.id}: kept {self.workdir}", file=sys.stderr)
         else:
@@ -516,6 +602,32 @@ class DhcpLan(_LogFile):
         return (ipaddress.IPv4Address(self.range_start) <= a
                 <= ipaddress.IPv4Address(self.range_end))
 
+    def address6(self, n: int) -> str:
+        """The n-th address of the IPv6 prefix (1 = the server); LabError without ``ipv6``."""
+        if self.prefix6 is None:
+            raise LabError("this lab has no IPv6 (DhcpLan(ipv6=True))")
+        return str(self.prefix6.network_address + n)
+
+    def in_range6(self, ip: str) -> bool:
+        """True if ``ip`` is in dnsmasq's DHCPv6 pool (``<prefix6>::100``-``::1ff``)."""
+        if self.range6_start is None or self.range6_end is None:
+            return False
+        a = ipaddress.IPv6Address(ip)
+        return (ipaddress.IPv6Address(self.range6_start) <= a
+                <= ipaddress.IPv6Address(self.range6_end))
+
+    @property
+    def server_link_local(self) -> str:
+        """The link-local address of the server's ``lan0`` (the RA's source), read from its
+        namespace."""
+        out = sh("ip", "-n", self.netns, "-6", "-j", "addr", "show", "dev", self.server_if,
+                 "scope", "link").stdout
+        for link in json.loads(out or "[]"):
+            for a in link.get("addr_info", []):
+                if a.get("family") == "inet6" and a.get("scope") == "link":
+                    return str(a["local"])
+        raise LabError(f"{self.server_if} in {self.netns} has no IPv6 link-local address")
+
     # -- dnsmasq
 
     def dnsmasq_args(self) -> list[str]:
@@ -532,7 +644,18 @@ class DhcpLan(_LogFile):
             args.append(f"--dhcp-option=option:T1,{self.t1}")
         if self.t2 is not None:
             args.append(f"--dhcp-option=option:T2,{self.t2}")
-        args += [f"--dhcp-host={mac},{ip}" for mac, ip in self.reservations.items()]
+        if not self.ipv6:
+            args += [f"--dhcp-host={mac},{ip}" for mac, ip in self.reservations.items()]
+            return args + self.extra_args
+        v6 = {mac.lower(): ip for mac, ip in self.reservations6.items()}
+        for mac, ip in self.reservations.items():
+            both = v6.pop(mac.lower(), None)
+            args.append(f"--dhcp-host={mac},{ip}" + (f",[{both}]" if both else ""))
+        args += [f"--dhcp-host={mac},[{ip}]" for mac, ip in v6.items()]
+        args += [f"--dhcp-range={self.range6_start},{self.range6_end},64,{self.lease}",
+                 "--enable-ra"]
+        if self.ra_interval is not None:
+            args.append(f"--ra-param={self.server_if},{self.ra_interval}")
         return args + self.extra_args
 
     def dnsmasq_running(self) -> bool:
@@ -542,7 +665,8 @@ class DhcpLan(_LogFile):
                       lease: str | None = None, t1: int | None = None, t2: int | None = None,
                       reservations: Mapping[str, str] | None = None, router: str | None = None,
                       extra_args: Sequence[str] | None = None, clear_leases: bool = False,
-                      timeout: float = 10.0) -> None:
+                      timeout: float = 10.0,
+                      reservations6: Mapping[str, str] | None = None) -> None:
         """Start dnsmasq; given overrides replace the lab's settings from now on."""
         if self._closed:
             raise LabError("lab is closed")
@@ -558,6 +682,8 @@ class DhcpLan(_LogFile):
             self.reservations = dict(reservations)
         if extra_args is not None:
             self.extra_args = list(extra_args)
+        if reservations6 is not None:
+            self.reservations6 = dict(reservations6)
         if clear_leases:
             self.lease_file.unlink(missing_ok=True)
         offset = self.log_offset()
@@ -567,7 +693,8 @@ class DhcpLan(_LogFile):
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
         proc = self._dnsmasq
         deadline = time.monotonic() + timeout
-        while not re.search(r"DHCP, IP range", _read_from(self.log_file, offset)):
+        started = r"router advertisement on" if self.ipv6 else r"DHCP, IP range"
+        while not re.search(started, _read_from(self.log_file, offset)):
             if proc.poll() is not None or time.monotonic() > deadline:
                 self.stop_dnsmasq()
                 raise LabError(
@@ -610,6 +737,8 @@ class DhcpLan(_LogFile):
         out = []
         for line in text.splitlines():
             parts = line.split()
+            if parts[:1] == ["duid"]:
+                break  # the IPv6 leases follow: see leases6()
             if len(parts) >= 4 and parts[0].isdigit():
                 out.append(Lease(int(parts[0]), parts[1].lower(), parts[2],
                                  None if parts[3] == "*" else parts[3]))
@@ -627,6 +756,39 @@ class DhcpLan(_LogFile):
 
         wait_until(match, timeout, f"a lease for mac={mac} ip={ip} in {self.lease_file}",
                    detail=lambda: f"leases: {self.leases()}\n--- dnsmasq log ---\n"
+                                  f"{tail(self.log(), 20)}")
+        return found[0]
+
+    def leases6(self) -> list[Lease6]:
+        """dnsmasq's IPv6 leases: the lines after ``duid <server DUID>``, each ``expiry iaid
+        address hostname client-DUID``."""
+        try:
+            lines = self.lease_file.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        starts = [i for i, line in enumerate(lines) if line.split()[:1] == ["duid"]]
+        out = []
+        for line in lines[starts[0] + 1:] if starts else []:
+            parts = line.split()
+            if len(parts) >= 5 and parts[0].isdigit():
+                out.append(Lease6(int(parts[0]), parts[1], parts[2],
+                                  None if parts[3] == "*" else parts[3], parts[4].lower()))
+        return out
+
+    def wait_for_lease6(self, *, ip: str | None = None, duid: str | None = None,
+                        timeout: float = 15.0) -> Lease6:
+        """Wait until the lease file holds an IPv6 lease matching ``ip`` and/or ``duid``."""
+        found: list[Lease6] = []
+
+        def match() -> bool:
+            found[:] = [le for le in self.leases6()
+                        if (ip is None or ipaddress.IPv6Address(le.ip)
+                            == ipaddress.IPv6Address(ip))
+                        and (duid is None or le.duid == duid.lower())]
+            return bool(found)
+
+        wait_until(match, timeout, f"an IPv6 lease for ip={ip} duid={duid} in {self.lease_file}",
+                   detail=lambda: f"leases6: {self.leases6()}\n--- dnsmasq log ---\n"
                                   f"{tail(self.log(), 20)}")
         return found[0]
 
@@ -1117,9 +1279,10 @@ def demo() -> int:
 
 
 def _hold_lan(args: argparse.Namespace) -> int:
-    with DhcpLan(host_ip=args.host_ip, lease=args.lease) as lab:
+    with DhcpLan(host_ip=args.host_ip, lease=args.lease, ipv6=args.ipv6) as lab:
+        v6 = f" prefix6={lab.prefix6} server6={lab.server_ip6}" if lab.ipv6 else ""
         print(f"bridge={lab.bridge} subnet={lab.subnet} netns={lab.netns} "
-              f"server={lab.server_ip} host_ip={lab.host_address}\n"
+              f"server={lab.server_ip} host_ip={lab.host_address}{v6}\n"
               f"dnsmasq log: {lab.log_file}\nleases: {lab.lease_file}\nCtrl-C to tear down",
               flush=True)
         with contextlib.suppress(KeyboardInterrupt):
@@ -1136,6 +1299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_lan = sub.add_parser("lan", help="hold a LAN until Ctrl-C")
     p_lan.add_argument("--host-ip", action="store_true", help="give the host .2 on the bridge")
     p_lan.add_argument("--lease", default="2m")
+    p_lan.add_argument("--ipv6", action="store_true",
+                       help="dual-stack: a ULA /64, dnsmasq with DHCPv6 and router adverts")
     sub.add_parser("image", help=f"build {IMAGE} if missing")
     sub.add_parser("cleanup", help="remove lab leftovers (bridges, namespaces, iptables rules)")
     args = parser.parse_args(argv)

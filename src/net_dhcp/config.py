@@ -19,7 +19,8 @@ _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 NETWORK_OPTIONS = {
     "bridge": "name of an existing Linux bridge on the LAN (required)",
-    "ipv6": "also request IPv6 (stored; IPv6 leases come in a later release)",
+    "ipv6": "also get an IPv6 address by DHCPv6, and the default route from the router's "
+            "advertisements (true/false; Docker 28+: --ipv6 does the same)",
     "lease_timeout": "how long to wait for a lease, e.g. 10s, 1m (default 10s)",
     "ignore_conflicts": "allow a bridge shared with another network (true/false)",
     "skip_routes": "do not copy the bridge's static routes into containers (true/false)",

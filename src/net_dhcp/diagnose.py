@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from .dhcp4.client import AcquireStats
+from .dhcp6.client import Acquire6Stats
 
 LOG = logging.getLogger(__name__)
 
@@ -92,3 +93,16 @@ async def explain_no_lease(bridge: str, timeout_s: float, stats: AcquireStats) -
     )
     return f"{head}; sent {stats.discovers} DISCOVER(s), no offer came. Likely causes: " + \
         "; ".join(f"({i}) {c}" for i, c in enumerate(causes, 1))
+
+
+def explain_no_lease6(bridge: str, timeout_s: float, stats: Acquire6Stats) -> str:
+    """The message for a network with -o ipv6=true whose DHCPv6 server did not answer."""
+    head = (f"no DHCPv6 lease within {timeout_s:g}s on bridge {bridge} (the network asks for "
+            f"IPv6 with ipv6=true): {stats.summary()}")
+    if stats.no_addrs:
+        return (f"{head}. The server has no address for this client ({stats.last_status}): "
+                "check the size of its IPv6 range and that it serves this link.")
+    return (f"{head}. Check that a DHCPv6 server serves this LAN (dnsmasq: "
+            "--dhcp-range=<prefix>::100,<prefix>::1ff,64 with --enable-ra; Kea: a subnet6 "
+            "with a pool) and that ip6tables lets UDP 546/547 across the bridge, or create "
+            "the network without -o ipv6=true for IPv4 only.")

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface
 from typing import Any
 
 from . import netlink, sandbox
@@ -24,9 +24,14 @@ from .dhcp4.client import AcquireStats, acquire
 from .dhcp4.lease import UNKNOWN_SERVER, Lease
 from .dhcp4.sockets import DhcpSocket, open_dhcp_socket
 from .dhcp4.timing import Timing
-from .diagnose import explain_no_lease
-from .errors import LeaseError, OptionError, StoreError
+from .dhcp6 import codec as codec6
+from .dhcp6.client import Acquire6Stats, acquire6
+from .dhcp6.lease import Lease6
+from .dhcp6.sockets import open_dhcp6_socket
+from .diagnose import explain_no_lease, explain_no_lease6
+from .errors import LeaseError, NotFoundError, OptionError
 from .leases import LeaseSupervisor
+from .ndp import router
 from .registry import Endpoint, Network, Registry
 from .requests import (
     CreateEndpointRequest,
@@ -37,9 +42,12 @@ from .requests import (
 )
 from .routes import join_routes
 from .store import Store
+from .tasks import KeyedLocks, together
 
 LOG = logging.getLogger(__name__)
 
+RA_WAIT_S = 2.0
+"""After the DHCPv6 lease, how much longer to wait for the router's advertisement."""
 RECOVERED_LEASE_S = 24 * 3600.0
 """How long a recovered address (server and expiry unknown) is kept with no server answer."""
 
@@ -50,6 +58,17 @@ def generated_mac(endpoint_id: str) -> str:
     return codec.mac_to_str(b"\x02" + digest[:5])
 
 
+def _recovered6(mac: str, address6: str) -> Lease6 | None:
+    """The IPv6 lease of a recovered endpoint, from the address Docker shows (if any)."""
+    if not address6:
+        return None
+    iface = IPv6Interface(address6)
+    return Lease6(address=iface.ip, iaid=codec6.iaid_for_mac(codec.mac_from_str(mac)),
+                  server_duid=b"", preferred_s=RECOVERED_LEASE_S, valid_s=RECOVERED_LEASE_S,
+                  t1_s=0.0, t2_s=0.0, obtained_at=time.time(),
+                  prefixlen=iface.network.prefixlen)
+
+
 class Driver:
     """Implements the NetworkDriver calls; api.py maps HTTP onto these methods."""
 
@@ -58,6 +77,7 @@ class Driver:
         self.leases = LeaseSupervisor(self.registry, timing)
         self.timing = timing
         self.docker_pools: list[tuple[str, IPv4Network]] = []
+        self._ids = KeyedLocks()
 
     def load(self) -> None:
         """Load networks and endpoints from the store (no kernel or Docker work)."""
@@ -71,12 +91,13 @@ class Driver:
                                   NetworkOptions.from_generic(generic, enable_ipv6=ipv6))
 
     async def recover_endpoint(self, *, network_id: str, endpoint_id: str, mac: str,
-                               address: str, sandbox_key: str) -> Endpoint | None:
+                               address: str, sandbox_key: str,
+                               address6: str = "") -> Endpoint | None:
         """Re-adopt a running container's endpoint known only to Docker and the kernel.
 
         The lease's server and times are unknown: the keeper starts in REBINDING (broadcast
-        REQUEST for the address the container has), and the server's ACK restores the
-        real lease. Until then the address is kept for RECOVERED_LEASE_S.
+        REQUEST for the address the container has; for IPv6, a Rebind), and the server's
+        reply restores the real lease. Until then the address is kept for RECOVERED_LEASE_S.
         """
         host_if, cont_if = veth.names(endpoint_id)
         if not mac or not address or not await netlink.link_exists(host_if):
@@ -87,7 +108,7 @@ class Driver:
                       obtained_at=time.time())
         ep = Endpoint(id=endpoint_id, network_id=network_id, host_if=host_if, cont_if=cont_if,
                       mac=mac.lower(), options=EndpointOptions(), lease=lease,
-                      sandbox=sandbox_key)
+                      sandbox=sandbox_key, lease6=_recovered6(mac, address6))
         self.registry.add_endpoint(ep)
         await self.leases.start(ep)
         return ep
@@ -103,6 +124,17 @@ class Driver:
                     f"pool ({data.pool}) that clash with the addresses your DHCP server "
                     "gives out"
                 )
+        for data in req.ipv6_data:
+            if data.address_space != "null" or data.pool != "::/0":
+                raise OptionError(
+                    "net-dhcp needs the null IPAM driver for IPv6 too: create the network "
+                    "with --ipam-driver null (and -o ipv6=true, or --ipv6 on Docker 28+); "
+                    f"Docker's own IPv6 pool ({data.pool}) would clash with the LAN's")
+        if not req.enable_ipv4:
+            raise OptionError(
+                "IPv6-only networks (--ipv4=false) are not supported: net-dhcp gets every "
+                "container an IPv4 lease, and with -o ipv6=true an IPv6 one too. Create the "
+                "network without --ipv4=false")
         opts = NetworkOptions.from_generic(req.generic, enable_ipv6=req.enable_ipv6)
         bridge = await netlink.bridge_info(opts.bridge, with_routes=False)
         if not opts.ignore_conflicts:
@@ -142,37 +174,59 @@ class Driver:
 
     # ---- endpoints -----------------------------------------------------------------------
     async def create_endpoint(self, req: CreateEndpointRequest) -> dict[str, Any]:
-        """Create the veth, get a lease on its container end, persist, reply with it."""
+        """Create the veth, get the leases on its container end (IPv4, and IPv6 at the same
+        time when the network asks for it), persist, reply with them."""
         net = self.registry.network(req.network_id)
         ep_opts = EndpointOptions.from_request(req.options)
         mac = req.mac or generated_mac(req.endpoint_id)
         host_if, cont_if = veth.names(req.endpoint_id)
-        with self.registry.creating(req.endpoint_id, host_if):
-            await veth.create(req.endpoint_id, net.options.bridge, mac)
-            ep = Endpoint(id=req.endpoint_id, network_id=net.id, host_if=host_if,
-                          cont_if=cont_if, mac=mac, options=ep_opts, lease=None)
-            try:
-                ep.lease = await self._acquire(net, cont_if, mac, ep_opts.hostname)
-                self.registry.add_endpoint(ep)
-            except BaseException as err:
-                if isinstance(err, StoreError) and ep.lease is not None:
-                    # Nothing remembers this lease: give it back before the veth goes.
-                    try:
-                        await self.leases.release(ep, ep.lease)
-                    except Exception as rel_err:  # noqa: BLE001 - best effort
-                        LOG.warning("endpoint %s: DHCPRELEASE failed: %s", ep.id[:12],
-                                    rel_err)
-                await veth.remove(host_if, cont_if, f"endpoint {req.endpoint_id[:12]}")
-                raise
+        # One call at a time per endpoint ID: a DeleteEndpoint for it that is removing a
+        # leftover pair finishes before this one creates the new pair.
+        async with self._ids.hold(req.endpoint_id):
+            with self.registry.creating(req.endpoint_id, host_if):
+                await veth.create(req.endpoint_id, net.options.bridge, mac, ipv6=net.options.ipv6)
+                ep = Endpoint(id=req.endpoint_id, network_id=net.id, host_if=host_if,
+                              cont_if=cont_if, mac=mac, options=ep_opts, lease=None)
+                try:
+                    await self._acquire_all(net, ep)
+                    if self.registry.networks.get(net.id) is not net:
+                        raise NotFoundError(f"network {net.id[:12]} was deleted while endpoint "
+                                            f"{ep.id[:12]} was being created")
+                    self.registry.add_endpoint(ep)
+                except BaseException:
+                    if ep.lease is not None or ep.lease6 is not None:
+                        # Nothing remembers these leases: give them back before the veth goes.
+                        await self.leases.release_all(ep)
+                    await veth.remove(host_if, cont_if, f"endpoint {req.endpoint_id[:12]}")
+                    raise
+        assert ep.lease is not None
         lease = ep.lease
         LOG.info("endpoint %s: %s for %s from server %s (lease %gs)", ep.id[:12],
                  lease.address, mac, lease.server_id, lease.lease_time_s)
         out: dict[str, Any] = {}
         if not req.address:
             out["Address"] = str(lease.address)
+        if ep.lease6 is not None:
+            LOG.info("endpoint %s: %s for %s (valid %gs, router %s)", ep.id[:12],
+                     ep.lease6.interface, mac, ep.lease6.valid_s, ep.lease6.router or "none")
+            if not req.address_ipv6:
+                out["AddressIPv6"] = str(ep.lease6.interface)
         if not req.mac:
             out["MacAddress"] = mac
         return {"Interface": out}
+
+    async def _acquire_all(self, net: Network, ep: Endpoint) -> None:
+        """Get the endpoint's leases, both families at once; each is set on `ep` as soon
+        as it comes, so a failure of the other leaves it there to be released."""
+        hostname = ep.options.hostname
+
+        async def v4() -> None:
+            ep.lease = await self._acquire(net, ep.cont_if, ep.mac, hostname)
+
+        async def v6() -> None:
+            ep.lease6 = await self._acquire6(net, ep.cont_if, hostname)
+
+        await together(v4(), *([v6()] if net.options.ipv6 else []))
 
     async def _acquire(self, net: Network, ifname: str, mac: str, hostname: str | None) -> Lease:
         sock: DhcpSocket = await asyncio.to_thread(open_dhcp_socket, ifname, with_sink=False)
@@ -193,6 +247,26 @@ class Driver:
         finally:
             sock.close()
 
+    async def _acquire6(self, net: Network, ifname: str, hostname: str | None) -> Lease6:
+        """DHCPv6 (and the router's advertisement, at the same time) on `ifname`."""
+        timeout = net.options.lease_timeout_s
+        stats = Acquire6Stats()
+        sock = await asyncio.to_thread(open_dhcp6_socket, ifname)
+        ra_task = asyncio.create_task(router.solicit(ifname, None, timeout),
+                                      name=f"ra:{ifname}")
+        try:
+            sock.start()
+            try:
+                lease = await acquire6(sock, iaid=codec6.iaid_for_mac(sock.mac),
+                                       hostname=hostname, timeout_s=timeout, stats=stats)
+            except LeaseError as err:
+                raise LeaseError(explain_no_lease6(net.options.bridge, timeout, stats)) from err
+            ra = await router.wait(ra_task, RA_WAIT_S)
+        finally:
+            sock.close()
+            ra_task.cancel()
+        return router.on_link(lease, ra)
+
     async def endpoint_oper_info(self, req: EndpointRequest) -> dict[str, Any]:
         """Docker ignores the value; answer fast with what we know."""
         ep = self.registry.endpoints.get(req.endpoint_id)
@@ -200,6 +274,8 @@ class Driver:
         if ep is not None and ep.lease is not None:
             value = {"ip": str(ep.lease.address), "mac": ep.mac,
                      "server": str(ep.lease.server_id)}
+            if ep.lease6 is not None:
+                value["ipv6"] = str(ep.lease6.interface)
         return {"Value": value}
 
     async def join(self, req: JoinRequest) -> dict[str, Any]:
@@ -230,9 +306,13 @@ class Driver:
         }
         if gateway is not None and gateway in lease.address.network:
             reply["Gateway"] = str(gateway)
+        if ep.lease6 is not None and ep.lease6.router is not None:
+            reply["GatewayIPv6"] = str(ep.lease6.router)
         if routes:
             reply["StaticRoutes"] = routes
         async with ep.lock:
+            if self.registry.endpoints.get(ep.id) is not ep:
+                raise NotFoundError(f"endpoint {ep.id[:12]} was deleted during Join")
             self.registry.set_joined(ep, where)
             ep.released = False
             if where:
@@ -256,9 +336,10 @@ class Driver:
             # Unknown or already deleted: still make sure no veth of ours is left, unless
             # the names belong to an endpoint that is live or being created.
             host_if, cont_if = veth.names(req.endpoint_id)
-            owned = {e.host_if for e in self.registry.endpoints.values()}
-            if host_if not in owned | self.registry.being_created():
-                await veth.remove(host_if, cont_if, f"endpoint {req.endpoint_id[:12]}")
+            async with self._ids.hold(req.endpoint_id):
+                owned = {e.host_if for e in self.registry.endpoints.values()}
+                if host_if not in owned | self.registry.being_created():
+                    await veth.remove(host_if, cont_if, f"endpoint {req.endpoint_id[:12]}")
             return {}
         await self.remove_endpoint(ep, release=True)
         return {}

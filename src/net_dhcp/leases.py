@@ -1,8 +1,9 @@
 """The lease supervisor: one keeper task per joined endpoint, and the release policy.
 
 It owns every keeper task (started at Join or re-adoption, cancelled and awaited at Leave,
-teardown or shutdown) and decides whether and how a lease is released: through the running
-keeper's socket, from wherever the container's interface is now, or through the LAN bridge
+teardown or shutdown; one task keeps the IPv4 lease and, on an IPv6 network, the IPv6 one
+beside it) and decides whether and how leases are released: through the running keepers'
+sockets, from wherever the container's interface is now, or (IPv4) through the LAN bridge
 in the endpoint's name when the interface is gone; never while another live endpoint holds
 the same MAC.
 """
@@ -24,8 +25,15 @@ from .dhcp4.keeper import LeaseKeeper
 from .dhcp4.lease import Lease
 from .dhcp4.sockets import DhcpSocket, open_dhcp_socket, send_release_as
 from .dhcp4.timing import Timing
+from .dhcp6.client import send_release6
+from .dhcp6.keeper import Lease6Keeper
+from .dhcp6.lease import Lease6
+from .dhcp6.sockets import Dhcp6Socket, open_dhcp6_socket
+from .dhcp6.timing import Timing6
 from .errors import InterfaceGone
+from .keeping import KeeperBase
 from .registry import Endpoint, Registry
+from .tasks import together
 
 LOG = logging.getLogger(__name__)
 
@@ -38,6 +46,7 @@ class _Running:
     task: asyncio.Task[None]
     sandbox: str
     keeper: LeaseKeeper | None = None
+    keeper6: Lease6Keeper | None = None
     netns: int | None = None
     """The identity of the namespace the keeper attached in (netlink.netns_inode)."""
 
@@ -45,15 +54,24 @@ class _Running:
 class LeaseSupervisor:
     """Starts, stops and releases the leases of endpoints; see the module docstring."""
 
-    def __init__(self, registry: Registry, timing: Timing) -> None:
+    def __init__(self, registry: Registry, timing: Timing,
+                 timing6: Timing6 = Timing6()) -> None:
         self.registry = registry
         self.timing = timing
+        self.timing6 = timing6
         self._running: dict[str, _Running] = {}
 
     def keeper(self, ep: Endpoint) -> LeaseKeeper | None:
-        """The endpoint's running keeper, once it has attached to the interface."""
+        """The endpoint's running IPv4 keeper, once it has attached to the interface."""
         run = self._running.get(ep.id)
         return run.keeper if run is not None else None
+
+    def keepers(self, ep: Endpoint) -> list[KeeperBase[Lease] | KeeperBase[Lease6]]:
+        """The endpoint's running keepers (IPv4, and IPv6 on an IPv6 network)."""
+        run = self._running.get(ep.id)
+        if run is None:
+            return []
+        return [k for k in (run.keeper, run.keeper6) if k is not None]
 
     async def start(self, ep: Endpoint) -> None:
         """Keep the endpoint's lease in its sandbox; a keeper on another sandbox (a second
@@ -120,13 +138,42 @@ class LeaseSupervisor:
             probe=None if net is None or net.options.ignore_conflicts else probe,
             timing=self.timing,
         )
-        run = self._running.get(ep.id)
-        if run is not None:
-            run.keeper = keeper
-            run.netns = netlink.netns_inode(where)
-        LOG.info("endpoint %s: keeping %s on %s in %s (renew in %.0fs)", ep.id[:12],
-                 ep.lease.address, ifname, where, max(0.0, ep.lease.t1_at - time.time()))
-        await keeper.run()
+        sock6: Dhcp6Socket | None = None
+        try:
+            keeper6: Lease6Keeper | None = None
+            if ep.lease6 is not None:
+                sock6 = await netlink.run_in_netns(
+                    where, functools.partial(open_dhcp6_socket, ifname))
+                sock6.start()
+                keeper6 = self._keeper6(ep, where, sock6, ep.lease6)
+            run = self._running.get(ep.id)
+            if run is not None:
+                run.keeper, run.keeper6 = keeper, keeper6
+                run.netns = netlink.netns_inode(where)
+            LOG.info("endpoint %s: keeping %s on %s in %s (renew in %.0fs)", ep.id[:12],
+                     ep.lease.address, ifname, where, max(0.0, ep.lease.t1_at - time.time()))
+            if keeper6 is not None:
+                LOG.info("endpoint %s: keeping %s (renew in %.0fs)", ep.id[:12],
+                         keeper6.lease.address, max(0.0, keeper6.lease.t1_at - time.time()))
+                await together(keeper.run(), keeper6.run())
+            else:
+                await keeper.run()
+        finally:
+            if sock6 is not None:
+                sock6.close()
+
+    def _keeper6(self, ep: Endpoint, where: str, sock: Dhcp6Socket,
+                 lease: Lease6) -> Lease6Keeper:
+        async def apply(old: Lease6 | None, new: Lease6) -> None:
+            await sandbox.apply6(where, ep.mac, old, new)
+
+        async def unapply(old: Lease6) -> None:
+            await sandbox.unapply6(where, ep.mac, old)
+
+        return Lease6Keeper(
+            f"endpoint {ep.id[:12]} (IPv6)", sock, lease, hostname=ep.wanted_hostname,
+            apply=apply, unapply=unapply,
+            on_lease=functools.partial(self.registry.set_lease6, ep), timing=self.timing6)
 
     async def _attach(self, ep: Endpoint, where: str) -> tuple[str, DhcpSocket] | None:
         """Wait for the container's interface and open a DHCP socket on it."""
@@ -188,52 +235,109 @@ class LeaseSupervisor:
                       ep.id[:12], KEEPER_STOP_S)
 
     async def stop(self, ep: Endpoint, *, release: bool) -> None:
-        """Stop keeping the lease; with `release`, give it back (best effort, logged)."""
-        keeper = self.keeper(ep)
+        """Stop keeping the leases; with `release`, give them back (best effort, logged)."""
+        run = self._running.get(ep.id)
+        keeper = run.keeper if run is not None else None
+        keeper6 = run.keeper6 if run is not None else None
         twin = self.registry.same_client(ep)
-        if release and keeper is not None and not ep.released and twin is None:
-            # The running keeper's socket is already open in the container's namespace:
-            # release through it (no thread, no netlink) before stopping it.
+        todo = release and not ep.released and twin is None
+        done4 = done6 = False
+        # A running keeper's socket is already open in the container's namespace:
+        # release through it (no thread, no netlink) before stopping it.
+        if todo and keeper is not None:
             try:
                 send_release(keeper.sock, keeper.lease, ep.client_id)
             except (OSError, InterfaceGone) as err:
                 LOG.info("endpoint %s: DHCPRELEASE through the keeper failed (%s); "
                          "trying again after it stops", ep.id[:12], err)
             else:
-                ep.released = True
+                done4 = True
                 LOG.info("endpoint %s: released %s to %s", ep.id[:12], keeper.lease.address,
                          keeper.lease.server_id)
+        if todo and keeper6 is not None:
+            try:
+                await send_release6(keeper6.sock, keeper6.lease)
+            except (OSError, InterfaceGone) as err:
+                LOG.info("endpoint %s: DHCPv6 Release through the keeper failed (%s); "
+                         "trying again after it stops", ep.id[:12], err)
+            else:
+                done6 = True
+                LOG.info("endpoint %s: released %s", ep.id[:12], keeper6.lease.address)
         lease = keeper.lease if keeper is not None else ep.lease
+        lease6 = keeper6.lease if keeper6 is not None else ep.lease6
         await self._cancel(ep)
-        if not release or ep.released or lease is None:
+        if not release or ep.released or (lease is None and lease6 is None):
             return
         ep.released = True
         if twin is not None:
             # A restarted container reuses its MAC (--mac-address): the server sees one
             # client, and releasing the stale endpoint would release the live one.
-            LOG.info("endpoint %s: no DHCPRELEASE, endpoint %s holds the same MAC %s",
+            LOG.info("endpoint %s: no release, endpoint %s holds the same MAC %s",
                      ep.id[:12], twin.id[:12], ep.mac)
             return
-        try:
-            await self.release(ep, lease)
-        except Exception as err:  # noqa: BLE001 - a failed release never blocks teardown
-            LOG.warning("endpoint %s: DHCPRELEASE of %s failed: %s", ep.id[:12],
-                        lease.address, err)
+        await self._release_rest(ep, None if done4 else lease, None if done6 else lease6)
 
-    async def release(self, ep: Endpoint, lease: Lease) -> None:
-        """Send DHCPRELEASE from wherever the container end is now (sandbox or host)."""
-        where: str | None = None
-        ifname = ep.cont_if
+    async def release_all(self, ep: Endpoint) -> None:
+        """Give back both leases of an endpoint no keeper runs for (best effort, logged)."""
+        await self._release_rest(ep, ep.lease, ep.lease6)
+
+    async def _release_rest(self, ep: Endpoint, lease: Lease | None,
+                            lease6: Lease6 | None) -> None:
+        if lease is not None:
+            try:
+                await self.release(ep, lease)
+            except Exception as err:  # noqa: BLE001 - a failed release never blocks teardown
+                LOG.warning("endpoint %s: DHCPRELEASE of %s failed: %s", ep.id[:12],
+                            lease.address, err)
+        if lease6 is not None:
+            try:
+                await self.release6(ep, lease6)
+            except Exception as err:  # noqa: BLE001 - a failed release never blocks teardown
+                LOG.warning("endpoint %s: DHCPv6 Release of %s failed: %s", ep.id[:12],
+                            lease6.address, err)
+
+    async def _where(self, ep: Endpoint) -> tuple[str | None, str] | None:
+        """(namespace, name) of the container's interface now: its sandbox, or the host
+        (None) where Docker hands it back; None if it is gone."""
         if ep.sandbox and netlink.is_netns(ep.sandbox):
             found = await sandbox.find(ep.sandbox, ep.mac)
             if found is not None:
-                where, ifname = ep.sandbox, found[1]
+                return ep.sandbox, found[1]
+        if await netlink.link_exists(ep.cont_if):
+            return None, ep.cont_if
+        return None
+
+    async def release6(self, ep: Endpoint, lease: Lease6) -> None:
+        """Send a DHCPv6 Release from wherever the container end is now."""
+        place = await self._where(ep)
+        if place is None:
+            LOG.info("endpoint %s: interface gone, no DHCPv6 Release for %s (the server "
+                     "frees it when its valid lifetime ends)", ep.id[:12], lease.address)
+            return
+        where, ifname = place
         if where is None:
-            if not await netlink.link_exists(ep.cont_if):
-                await self._release_via_bridge(ep, lease)
-                return
+            # Back in the host, down, with a fresh link-local address: usable at once.
+            await asyncio.to_thread(netlink.skip_dad, ifname)
+            await netlink.set_up(ifname)
+        sock = await netlink.run_in_netns(where, functools.partial(open_dhcp6_socket, ifname))
+        try:
+            sock.start()
+            await send_release6(sock, lease)
+        finally:
+            sock.close()
+        LOG.info("endpoint %s: released %s", ep.id[:12], lease.address)
+
+    async def release(self, ep: Endpoint, lease: Lease) -> None:
+        """Send DHCPRELEASE from wherever the container end is now (sandbox or host), or
+        through the bridge in its name when it is gone."""
+        place = await self._where(ep)
+        if place is None:
+            await self._release_via_bridge(ep, lease)
+            return
+        where, ifname = place
+        if where is None:
             # Docker hands the container end back to the host down; it is deleted next.
-            await netlink.set_up(ep.cont_if)
+            await netlink.set_up(ifname)
         sock = await netlink.run_in_netns(
             where, functools.partial(open_dhcp_socket, ifname, with_sink=False))
         try:

@@ -17,7 +17,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +36,9 @@ RTPROT_KERNEL = 2
 RT_SCOPE_LINK = 253
 IFF_UP = 0x1
 AF_INET = socket.AF_INET
+AF_INET6 = socket.AF_INET6
+IFA_F_NODAD = 0x02
+IPV6_CONF = Path("/proc/sys/net/ipv6/conf")
 ANY_DST = "0.0.0.0"  # noqa: S104 - the default route's destination, not a bind address
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -196,8 +199,17 @@ def bridge_mac_is_fixed(name: str) -> bool | None:
         return None
 
 
+def skip_dad(ifname: str) -> None:
+    """Let `ifname`'s IPv6 addresses be used at once (no duplicate address detection) in
+    the calling thread's namespace; nothing if IPv6 is off there (blocking)."""
+    try:
+        (IPV6_CONF / ifname / "accept_dad").write_text("0")
+    except FileNotFoundError:
+        LOG.debug("no IPv6 on %s: not touching DAD", ifname)
+
+
 def _create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None,
-                 replace_leftover: bool) -> str:
+                 replace_leftover: bool, no_dad: bool = False) -> str:
     with IPRoute() as ipr:
         peer: dict[str, Any] = {"ifname": cont_if}
         if mac:
@@ -212,6 +224,9 @@ def _create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None,
             ipr.link("add", ifname=host_if, kind="veth", peer=peer)
         h = ipr.link_lookup(ifname=host_if)[0]
         c = ipr.link_lookup(ifname=cont_if)[0]
+        if no_dad:
+            # DHCPv6 is sent from the link-local address, which DAD holds back ~1 s.
+            skip_dad(cont_if)
         ipr.link("set", index=h, master=bridge_index, state="up")
         ipr.link("set", index=c, state="up")
         link = ipr.get_links(c)[0]
@@ -219,17 +234,20 @@ def _create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None,
 
 
 async def create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None, *,
-                      replace_leftover: bool) -> str:
+                      replace_leftover: bool, no_dad: bool = False) -> str:
     """Create a veth pair, host end enslaved to the bridge; both up. Returns the peer's MAC.
 
     An existing pair of the same name is deleted first only with `replace_leftover` (the
-    caller knows no endpoint owns it); otherwise it is an error.
+    caller knows no endpoint owns it); otherwise it is an error. `no_dad`: the peer's IPv6
+    link-local address is usable at once (see skip_dad).
     """
     try:
         return await asyncio.to_thread(_create_veth, host_if, cont_if, bridge_index, mac,
-                                       replace_leftover)
+                                       replace_leftover, no_dad)
     except PyNetlinkError as err:
         raise NetlinkError(f"could not create veth {host_if}/{cont_if}: {err}") from err
+    except IndexError as err:  # a link_lookup found nothing: deleted while being set up
+        raise NetlinkError(f"veth {host_if}/{cont_if} vanished while being created") from err
 
 
 def _delete_link(name: str) -> bool:
@@ -466,3 +484,42 @@ def remove_address_by_mac(mac: str, address: IPv4Interface) -> None:
         except PyNetlinkError as err:
             if err.code != errno.EADDRNOTAVAIL:
                 raise
+
+
+def apply_lease6_by_mac(mac: str, old: IPv6Interface | None, new: IPv6Interface,
+                        router: IPv6Address | None) -> None:
+    """Put IPv6 address `new` on the interface with this MAC in place of `old` (no DAD:
+    the server handed it out), with the default route via `router`; OSError if there is
+    no such interface."""
+    with IPRoute() as ipr:
+        found = find_link_by_mac(ipr, mac)
+        if found is None:
+            raise OSError(errno.ENODEV, f"no interface with MAC {mac}")
+        index = found[0]
+        try:
+            ipr.addr("add", index=index, family=AF_INET6, address=str(new.ip),
+                     prefixlen=new.network.prefixlen, flags=IFA_F_NODAD)
+        except PyNetlinkError as err:
+            if err.code != errno.EEXIST:
+                raise
+        if old is not None and old != new:
+            _del_address6(ipr, index, old)
+        if router is not None:
+            ipr.route("replace", family=AF_INET6, dst="::/0", gateway=str(router), oif=index)
+
+
+def _del_address6(ipr: Any, index: int, address: IPv6Interface) -> None:
+    try:
+        ipr.addr("del", index=index, family=AF_INET6, address=str(address.ip),
+                 prefixlen=address.network.prefixlen)
+    except PyNetlinkError as err:
+        if err.code != errno.EADDRNOTAVAIL:
+            raise
+
+
+def remove_address6_by_mac(mac: str, address: IPv6Interface) -> None:
+    """Take IPv6 `address` off the interface with this MAC (gone already: fine)."""
+    with IPRoute() as ipr:
+        found = find_link_by_mac(ipr, mac)
+        if found is not None:
+            _del_address6(ipr, found[0], address)

@@ -43,7 +43,6 @@ class Reconciler:
         self.docker = DockerClient(docker_socket)
         self.sweep_interval_s = sweep_interval_s
         self._tasks: set[asyncio.Task[None]] = set()
-        self._born: dict[str, float] = {}
         self._strays: set[str] = set()
         self._missing_bridges: set[str] = set()
         self.docker_reachable: bool | None = None
@@ -52,7 +51,6 @@ class Reconciler:
     async def adopt_from_kernel(self) -> None:
         """Resume keepers for endpoints whose container still runs; clean the rest."""
         for ep in list(self.driver.registry.endpoints.values()):
-            self._born[ep.id] = time.monotonic()
             host_exists = await netlink.link_exists(ep.host_if)
             if not host_exists:
                 LOG.info("endpoint %s: veth %s is gone; releasing and forgetting it",
@@ -185,10 +183,10 @@ class Reconciler:
                     continue
                 ep = await self.driver.recover_endpoint(
                     network_id=net_id, endpoint_id=eid, mac=str(c.get("MacAddress", "")),
-                    address=str(c.get("IPv4Address", "")), sandbox_key=sandbox)
+                    address=str(c.get("IPv4Address", "")),
+                    address6=str(c.get("IPv6Address", "")), sandbox_key=sandbox)
                 if ep is not None:
-                    self._born[ep.id] = time.monotonic()
-                    LOG.warning("recovered endpoint %s of container %s from Docker; "
+                            LOG.warning("recovered endpoint %s of container %s from Docker; "
                                 "re-binding its lease", eid[:12], cid[:12])
 
     async def learn_all(self) -> None:
@@ -216,9 +214,9 @@ class Reconciler:
             wanted = ep.wanted_hostname
             LOG.info("endpoint %s belongs to container %s (host name %s)", ep.id[:12],
                      container_id[:12], wanted)
-            keeper = self.driver.leases.keeper(ep)
-            if wanted and keeper is not None:
-                keeper.set_hostname(wanted)
+            if wanted:
+                for keeper in self.driver.leases.keepers(ep):
+                    keeper.set_hostname(wanted)
 
     async def _after_death(self, container_id: str, eps: list[Endpoint]) -> None:
         await asyncio.sleep(DIE_GRACE_S)
@@ -299,8 +297,8 @@ class Reconciler:
             known.update(c.get("EndpointID", "") for c in (net.get("Containers") or {}).values())
         now = time.monotonic()
         for ep in list(self.driver.registry.endpoints.values()):
-            born = self._born.setdefault(ep.id, now)
-            if ep.network_id not in checked or ep.id in known or now - born < NEW_ENDPOINT_GRACE_S:
+            if (ep.network_id not in checked or ep.id in known
+                    or now - ep.known_since < NEW_ENDPOINT_GRACE_S):
                 continue
             LOG.info("sweep: endpoint %s is unknown to Docker; cleaning up", ep.id[:12])
             await self.driver.remove_endpoint(ep, release=True)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .config import EndpointOptions, NetworkOptions
 from .dhcp4 import codec
 from .dhcp4.lease import Lease
+from .dhcp6.lease import Lease6
 from .errors import NotFoundError, RequestError, StoreError
 from .store import Store
 
@@ -41,10 +43,14 @@ class Endpoint:
     options: EndpointOptions
     lease: Lease | None
     sandbox: str | None = None
+    lease6: Lease6 | None = None
     container_id: str | None = None
     hostname: str | None = None
     released: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    known_since: float = field(default_factory=time.monotonic)
+    """When this process learnt of the endpoint (created, loaded or recovered): the
+    sweep spares it for a while, as Docker may not show it yet."""
 
     @property
     def client_id(self) -> bytes:
@@ -80,6 +86,7 @@ class Registry:
                 id=ep.id, network_id=ep.network_id, host_if=ep.host_if, cont_if=ep.cont_if,
                 mac=ep.mac, options=EndpointOptions(hostname=ep.options.get("hostname")),
                 lease=Lease.from_dict(ep.lease) if ep.lease else None,
+                lease6=Lease6.from_dict(ep.lease6) if ep.lease6 else None,
                 sandbox=ep.sandbox if ep.joined else None, container_id=ep.container_id,
                 hostname=ep.hostname,
             )
@@ -154,7 +161,8 @@ class Registry:
         self.store.add_endpoint(endpoint_id=ep.id, network_id=ep.network_id,
                                 host_if=ep.host_if, cont_if=ep.cont_if, mac=ep.mac,
                                 options={"hostname": ep.options.hostname},
-                                lease=ep.lease.to_dict())
+                                lease=ep.lease.to_dict(),
+                                lease6=ep.lease6.to_dict() if ep.lease6 else None)
         if ep.sandbox:
             self.store.set_joined(ep.id, ep.sandbox, True)
         self.endpoints[ep.id] = ep
@@ -163,6 +171,11 @@ class Registry:
         """Store and remember an endpoint's new lease (StoreError: neither changed)."""
         self.store.set_lease(ep.id, lease.to_dict())
         ep.lease = lease
+
+    def set_lease6(self, ep: Endpoint, lease: Lease6) -> None:
+        """Store and remember an endpoint's new IPv6 lease (StoreError: neither changed)."""
+        self.store.set_lease(ep.id, lease.to_dict(), family=6)
+        ep.lease6 = lease
 
     def set_joined(self, ep: Endpoint, sandbox: str | None) -> None:
         """Record Join (with its sandbox path) or Leave (None)."""

@@ -12,6 +12,7 @@ import logging
 
 from . import netlink
 from .dhcp4.lease import Lease
+from .dhcp6.lease import Lease6
 
 LOG = logging.getLogger(__name__)
 
@@ -71,3 +72,16 @@ async def unapply(sandbox: str, mac: str, old: Lease) -> None:
     """Take `old`'s address off the container's interface."""
     await netlink.run_in_netns(sandbox, functools.partial(
         netlink.remove_address_by_mac, mac, old.address))
+
+
+async def apply6(sandbox: str, mac: str, old: Lease6 | None, new: Lease6) -> None:
+    """Configure IPv6 lease `new` on the container's interface in place of `old`."""
+    await netlink.run_in_netns(sandbox, functools.partial(
+        netlink.apply_lease6_by_mac, mac, old.interface if old else None, new.interface,
+        new.router))
+
+
+async def unapply6(sandbox: str, mac: str, old: Lease6) -> None:
+    """Remove an IPv6 lease's address from the container's interface."""
+    await netlink.run_in_netns(sandbox, functools.partial(
+        netlink.remove_address6_by_mac, mac, old.interface))

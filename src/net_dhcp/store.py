@@ -87,7 +87,7 @@ class NetworkRow:
 
 @dataclass(frozen=True)
 class EndpointRow:
-    """A stored endpoint with its IPv4 lease (JSON dict) if any."""
+    """A stored endpoint with its IPv4 and IPv6 leases (JSON dicts) if any."""
 
     id: str
     network_id: str
@@ -100,6 +100,7 @@ class EndpointRow:
     hostname: str | None
     joined: bool
     lease: dict[str, Any] | None
+    lease6: dict[str, Any] | None = None
 
 
 class Store:
@@ -245,8 +246,9 @@ class Store:
 
     # endpoints
     def add_endpoint(self, *, endpoint_id: str, network_id: str, host_if: str, cont_if: str,
-                     mac: str, options: dict[str, Any], lease: dict[str, Any]) -> None:
-        """Store a new endpoint and its lease in one transaction."""
+                     mac: str, options: dict[str, Any], lease: dict[str, Any],
+                     lease6: dict[str, Any] | None = None) -> None:
+        """Store a new endpoint and its leases in one transaction."""
         with self._write(f"store endpoint {endpoint_id}") as db:
             db.execute(
                 "INSERT OR REPLACE INTO endpoints (id, network_id, host_if, cont_if, mac, "
@@ -254,11 +256,13 @@ class Store:
                 (endpoint_id, network_id, host_if, cont_if, mac, json.dumps(options),
                  time.time()))
             _put_lease(db, endpoint_id, lease)
+            if lease6 is not None:
+                _put_lease(db, endpoint_id, lease6, family=6)
 
-    def set_lease(self, endpoint_id: str, lease: dict[str, Any]) -> None:
-        """Replace an endpoint's IPv4 lease."""
-        with self._write(f"store the lease of endpoint {endpoint_id}") as db:
-            _put_lease(db, endpoint_id, lease)
+    def set_lease(self, endpoint_id: str, lease: dict[str, Any], *, family: int = 4) -> None:
+        """Replace an endpoint's lease of one family (4 or 6)."""
+        with self._write(f"store the IPv{family} lease of endpoint {endpoint_id}") as db:
+            _put_lease(db, endpoint_id, lease, family=family)
 
     def set_joined(self, endpoint_id: str, sandbox: str | None, joined: bool) -> None:
         """Record Join (with its sandbox path) or Leave."""
@@ -280,16 +284,18 @@ class Store:
             db.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,))
 
     def endpoints(self) -> list[EndpointRow]:
-        """All stored endpoints with their IPv4 lease."""
+        """All stored endpoints with their IPv4 and IPv6 leases."""
         with self._read("read endpoints") as db:
             rows = db.execute(
                 "SELECT e.id, e.network_id, e.host_if, e.cont_if, e.mac, e.options, e.sandbox, "
-                "e.container_id, e.hostname, e.joined, l.lease FROM endpoints e "
+                "e.container_id, e.hostname, e.joined, l.lease, l6.lease FROM endpoints e "
                 "LEFT JOIN leases l ON l.endpoint_id = e.id AND l.family = 4 "
+                "LEFT JOIN leases l6 ON l6.endpoint_id = e.id AND l6.family = 6 "
                 "ORDER BY e.created_at").fetchall()
         return [
             EndpointRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8],
-                        bool(r[9]), json.loads(r[10]) if r[10] else None)
+                        bool(r[9]), json.loads(r[10]) if r[10] else None,
+                        json.loads(r[11]) if r[11] else None)
             for r in rows
         ]
 
@@ -359,10 +365,11 @@ class Store:
                 "writable directory")
 
 
-def _put_lease(db: sqlite3.Connection, endpoint_id: str, lease: dict[str, Any]) -> None:
-    """Insert or replace the IPv4 lease of an endpoint (inside the caller's transaction)."""
-    db.execute("INSERT OR REPLACE INTO leases VALUES (?, 4, ?, ?)",
-               (endpoint_id, json.dumps(lease), time.time()))
+def _put_lease(db: sqlite3.Connection, endpoint_id: str, lease: dict[str, Any], *,
+               family: int = 4) -> None:
+    """Insert or replace one lease of an endpoint (inside the caller's transaction)."""
+    db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?)",
+               (endpoint_id, family, json.dumps(lease), time.time()))
 
 
 def _primary_code(err: BaseException | None) -> int | None:

@@ -22,15 +22,18 @@ def names(endpoint_id: str) -> tuple[str, str]:
     return HOST_IF_PREFIX + suffix, CONT_IF_PREFIX + suffix
 
 
-async def create(endpoint_id: str, bridge: str, mac: str) -> tuple[str, str]:
-    """Create the pair for an endpoint on `bridge`, container end with `mac`; both up.
+async def create(endpoint_id: str, bridge: str, mac: str, *,
+                 ipv6: bool = False) -> tuple[str, str]:
+    """Create the pair for an endpoint on `bridge`, container end with `mac`; both up
+    (with `ipv6`, its link-local address usable at once, for DHCPv6).
 
     The caller has reserved the names (registry.creating), so a pair already there is a
     leftover of a crashed attempt and is replaced.
     """
     host_if, cont_if = names(endpoint_id)
     info = await netlink.bridge_info(bridge, with_routes=False)
-    await netlink.create_veth(host_if, cont_if, info.index, mac, replace_leftover=True)
+    await netlink.create_veth(host_if, cont_if, info.index, mac, replace_leftover=True,
+                              no_dad=ipv6)
     return host_if, cont_if
 
 

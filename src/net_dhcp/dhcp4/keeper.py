@@ -1,9 +1,8 @@
-"""The lease keeper: one bound lease kept alive for as long as its container runs.
+"""The DHCPv4 lease keeper: one bound lease kept alive for as long as its container runs.
 
 RENEWING at T1 (unicast to the lease's server), REBINDING at T2 (broadcast), INIT on NAK
-or expiry (RFC 2131 4.4.5). Nothing a host on the LAN sends, and no failing netlink call or
-state write, ends a keeper: only its owner cancelling it does, or its interface vanishing
-(InterfaceGone: there is nothing left to keep the lease on; the owner decides what next).
+or expiry (RFC 2131 4.4.5). What is not DHCPv4-specific (sleeping, storing, applying,
+retrying, never stopping) is keeping.py's.
 """
 
 from __future__ import annotations
@@ -14,10 +13,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
-from ..errors import InterfaceGone, LeaseError
+from ..errors import LeaseError
+from ..keeping import KeeperBase
 from . import codec
 from .client import AcquireStats, ConflictLimiter, Nak, Probe, acquire, judge_reply, wait_reply
-from .fsm import Machine, State
+from .fsm import State
 from .lease import Lease
 from .sockets import BROADCAST_MAC, DhcpSocket
 from .timing import Timing
@@ -33,13 +33,9 @@ Unapplier = Callable[[Lease], Awaitable[None]]
 """Remove a lease's address from the interface (expired or refused)."""
 
 
-class LeaseKeeper:
-    """Keeps one bound lease alive: RENEWING at T1, REBINDING at T2, INIT on NAK or expiry.
-
-    Never stops by itself while it is not cancelled: a step that fails (netlink, the state
-    file) is logged and retried with backoff; a lease that could not be stored or applied
-    is retried until it is.
-    """
+class LeaseKeeper(KeeperBase[Lease]):
+    """Keeps one bound DHCPv4 lease alive: RENEWING at T1, REBINDING at T2, INIT on NAK or
+    expiry. See KeeperBase for what never stops it."""
 
     def __init__(
         self,
@@ -57,78 +53,14 @@ class LeaseKeeper:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.name = name
+        super().__init__(name, lease, hostname=hostname, apply=apply, unapply=unapply,
+                         on_lease=on_lease, retry=timing, clock=clock)
         self.sock = sock
-        self.lease = lease
         self.client_id = client_id
-        self.hostname = hostname
-        # A recovered lease's server is unknown: only a broadcast REQUEST can reach it.
-        self.fsm = Machine(name, State.BOUND if lease.server_known else State.REBINDING)
-        self.renewals = 0
-        self.failures = 0
-        self._apply = apply
-        self._unapply = unapply
-        self._on_lease = on_lease
         self._probe = probe
         self._timing = timing
         self._rng = rng or random.SystemRandom()  # unpredictable xids
-        self._clock = clock
-        self._wake = asyncio.Event()
-        self._applied = lease
-        """The lease last configured on the interface (its address may be off now)."""
-        self._address_on = True
-        self._unstored: Lease | None = None
-        self._unapplied: Lease | None = None
         self._conflicts = ConflictLimiter(timing)
-        if hostname and hostname != lease.hostname_sent:
-            self._wake.set()  # the server has not heard this name yet: tell it now
-
-    @property
-    def state(self) -> State:
-        """The client's RFC 2131 state."""
-        return self.fsm.state
-
-    def set_hostname(self, hostname: str) -> None:
-        """Send `hostname` (option 12) now and in every later REQUEST."""
-        if hostname != self.hostname:
-            self.hostname = hostname
-            self._wake.set()
-
-    async def _sleep_until(self, when: float) -> bool:
-        """Sleep until wall time `when`; True if woken early by set_hostname."""
-        if self._wake.is_set():
-            self._wake.clear()
-            return True
-        delay = when - self._clock()
-        if delay <= 0:
-            return False
-        try:
-            async with asyncio.timeout(delay):
-                await self._wake.wait()
-        except TimeoutError:
-            return False
-        self._wake.clear()
-        return True
-
-    async def run(self) -> None:
-        """Run until cancelled, or InterfaceGone; never releases (the owner decides that)."""
-        backoff = self._timing.keeper_retry_first_s
-        try:
-            while True:
-                try:
-                    await self._step()
-                except (asyncio.CancelledError, KeyboardInterrupt, SystemExit, InterfaceGone):
-                    raise
-                except Exception:  # noqa: BLE001 - whatever failed, the lease must go on
-                    self.failures += 1
-                    LOG.exception("%s: %s step failed; retrying in %gs", self.name,
-                                  self.state.value, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self._timing.keeper_retry_max_s)
-                else:
-                    backoff = self._timing.keeper_retry_first_s
-        finally:
-            self.fsm.move(State.STOPPED)
 
     async def _step(self) -> None:
         state = self.state
@@ -146,28 +78,23 @@ class LeaseKeeper:
         elif state is State.INIT:
             await self._reacquire()
 
-    async def _bound(self) -> None:
-        """Sleep until T1 (sooner while a lease waits to be stored or applied)."""
-        await self._catch_up()
-        when = self.lease.t1_at
-        if self._unstored is not None or self._unapplied is not None:
-            when = min(when, self._clock() + self._timing.keeper_retry_first_s)
-        if await self._sleep_until(when):
-            LOG.info("%s: sending host name %r to the server", self.name, self.hostname)
-            self.fsm.move(State.RENEWING)
-            if not await self._request(unicast=True,
-                                       until=self._clock() + HOSTNAME_UPDATE_WAIT_S,
-                                       retry=False):
-                self.fsm.move(State.BOUND)
-        elif self._clock() >= self.lease.t1_at:
-            self.fsm.move(State.RENEWING)
+    async def _hostname_update(self) -> None:
+        self.fsm.move(State.RENEWING)
+        if not await self._request(unicast=True,
+                                   until=self._clock() + HOSTNAME_UPDATE_WAIT_S, retry=False):
+            self.fsm.move(State.BOUND)
 
-    async def _catch_up(self) -> None:
-        """Retry storing or applying a lease that failed before (logged, never raised)."""
-        if self._unapplied is not None:
-            await self._configure(self._unapplied)
-        if self._unstored is not None:
-            self._store(self._unstored)
+    def _needs_apply(self, applied: Lease, new: Lease) -> bool:
+        return (applied.address != new.address
+                or (applied.gateway, applied.routes) != (new.gateway, new.routes))
+
+    async def _commit(self, new: Lease) -> None:
+        old = self.lease
+        await super()._commit(new)
+        if old.address != new.address:
+            LOG.info("%s: address changed from %s to %s and applied in the container; "
+                     "docker inspect still shows the old address (Docker is never told)",
+                     self.name, old.address, new.address)
 
     async def _request(self, *, unicast: bool, until: float, retry: bool = True) -> bool:
         """REQUEST in RENEWING/REBINDING until `until`; True once the state moved on."""
@@ -219,56 +146,6 @@ class LeaseKeeper:
                      f"{reply.t2_s:g}")
             self.fsm.move(State.BOUND)
             return True
-
-    async def _commit(self, new: Lease) -> None:
-        """Make `new` the lease: remember, store and configure it (failures retried later)."""
-        old = self.lease
-        self.lease = new
-        self._store(new)
-        applied = self._applied
-        if (not self._address_on or applied.address != new.address
-                or (applied.gateway, applied.routes) != (new.gateway, new.routes)):
-            await self._configure(new)
-        if old.address != new.address:
-            LOG.info("%s: address changed from %s to %s and applied in the container; "
-                     "docker inspect still shows the old address (Docker is never told)",
-                     self.name, old.address, new.address)
-
-    def _store(self, lease: Lease) -> None:
-        try:
-            self._on_lease(lease)
-        except Exception as err:  # noqa: BLE001 - e.g. a full disk: keep the lease, retry
-            if self._unstored is None:
-                LOG.error("%s: could not store the lease on %s (%s); keeping it and "
-                          "retrying", self.name, lease.address, err)
-            self._unstored = lease
-        else:
-            self._unstored = None
-
-    async def _configure(self, lease: Lease) -> None:
-        try:
-            # In place of the last lease applied: its address goes if it is still there.
-            await self._apply(self._applied, lease)
-        except Exception as err:  # noqa: BLE001 - retried from BOUND until it works
-            if self._unapplied is None:
-                LOG.error("%s: could not configure %s in the container (%s); retrying",
-                          self.name, lease.address, err)
-            self._unapplied = lease
-        else:
-            self._applied = lease
-            self._address_on = True
-            self._unapplied = None
-
-    async def _unconfigure(self) -> None:
-        """Take the address off the interface (best effort: a later apply replaces it)."""
-        if not self._address_on:
-            return
-        try:
-            await self._unapply(self._applied)
-        except Exception as err:  # noqa: BLE001 - the next apply deletes it instead
-            LOG.warning("%s: could not remove %s (%s)", self.name, self._applied.address, err)
-        else:
-            self._address_on = False
 
     async def _reacquire(self) -> None:
         """INIT: DISCOVER with RFC 2131 backoff until a lease comes, then apply it."""

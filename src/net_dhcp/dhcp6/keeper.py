@@ -1,0 +1,136 @@
+"""The DHCPv6 lease keeper: one IA_NA address kept alive for as long as its container runs.
+
+Renew at T1 (with the lease's Server Identifier), Rebind at T2 (any server), start over
+with Solicit when the server refuses the address (NotOnLink, NoBinding, lifetime 0) or the
+valid lifetime ends (RFC 8415 18.2.4, 18.2.5, 18.2.10.1). What is not DHCPv6-specific is
+keeping.py's.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+from ..dhcp4.fsm import State
+from ..errors import LeaseError
+from ..keeping import KeeperBase
+from .client import Acquire6Stats, Refused, acquire6, extend
+from .lease import Lease6
+from .sockets import Dhcp6Socket
+from .timing import Timing6
+
+LOG = logging.getLogger(__name__)
+
+HOSTNAME_UPDATE_WAIT_S = 5.0
+
+
+class Lease6Keeper(KeeperBase[Lease6]):
+    """Keeps one DHCPv6 lease alive; see KeeperBase for what never stops it."""
+
+    def __init__(
+        self,
+        name: str,
+        sock: Dhcp6Socket,
+        lease: Lease6,
+        *,
+        hostname: str | None,
+        apply: Callable[[Lease6 | None, Lease6], Awaitable[None]],
+        unapply: Callable[[Lease6], Awaitable[None]],
+        on_lease: Callable[[Lease6], None],
+        timing: Timing6 = Timing6(),
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(name, lease, hostname=hostname, apply=apply, unapply=unapply,
+                         on_lease=on_lease, retry=timing, clock=clock)
+        self.sock = sock
+        self._timing = timing
+        self._rng = rng or random.SystemRandom()
+
+    def _monotonic(self, wall: float) -> float:
+        """A wall-clock deadline on the monotonic clock the exchanges use."""
+        return math.inf if math.isinf(wall) else time.monotonic() + (wall - self._clock())
+
+    async def _step(self) -> None:
+        state = self.state
+        if state is State.BOUND:
+            await self._bound()
+        elif state is State.RENEWING:
+            if not await self._extend(rebind=False, until=self.lease.t2_at):
+                self.fsm.move(State.REBINDING)
+        elif state is State.REBINDING:
+            if not await self._extend(rebind=True, until=self.lease.expires_at):
+                LOG.warning("%s: IPv6 lease on %s expired with no answer from any server",
+                            self.name, self.lease.address)
+                await self._unconfigure()
+                self.fsm.move(State.INIT)
+        elif state is State.INIT:
+            await self._reacquire()
+
+    async def _extend(self, *, rebind: bool, until: float, retry: bool = True) -> bool:
+        """Renew or Rebind until `until` (wall clock); True once the state moved on."""
+        got = await extend(self.sock, self.lease, rebind=rebind, hostname=self.hostname,
+                           until=self._monotonic(until), timing=self._timing, rng=self._rng)
+        if got is None:
+            if retry:
+                LOG.info("%s: no answer to %s for %s", self.name,
+                         "Rebind" if rebind else "Renew", self.lease.address)
+            return False
+        if isinstance(got, Refused):
+            LOG.warning("%s: the server refused %s (%s): removing it and soliciting again",
+                        self.name, self.lease.address, got.reason)
+            await self._unconfigure()
+            self.fsm.move(State.INIT)
+            return True
+        await self._commit(got)
+        self.renewals += 1
+        LOG.info("%s: IPv6 lease on %s extended (valid %ss, T1 %ss, T2 %ss)", self.name,
+                 got.address, f"{got.valid_s:g}", f"{got.t1_s:g}", f"{got.t2_s:g}")
+        self.fsm.move(State.BOUND)
+        return True
+
+    async def _hostname_update(self) -> None:
+        self.fsm.move(State.RENEWING)
+        if not await self._extend(rebind=False, until=self._clock() + HOSTNAME_UPDATE_WAIT_S,
+                                  retry=False):
+            self.fsm.move(State.BOUND)
+
+    def _needs_apply(self, applied: Lease6, new: Lease6) -> bool:
+        return applied.interface != new.interface or applied.router != new.router
+
+    async def _commit(self, new: Lease6) -> None:
+        old = self.lease
+        if new.router is None and old.router is not None or new.prefixlen != old.prefixlen:
+            # What the router advertised is about the link, not the lease: keep it.
+            same_link = new.address in old.interface.network
+            new = new.on_link(old.prefixlen if same_link else None, old.router)
+        await super()._commit(new)
+        if old.address != new.address:
+            LOG.info("%s: IPv6 address changed from %s to %s and applied in the container; "
+                     "docker inspect still shows the old address", self.name, old.address,
+                     new.address)
+
+    async def _reacquire(self) -> None:
+        """Solicit until a server grants an address, then apply it."""
+        attempt = 0
+        while True:
+            stats = Acquire6Stats()
+            self.fsm.move(State.SELECTING)
+            try:
+                new = await acquire6(self.sock, iaid=self.lease.iaid, hostname=self.hostname,
+                                     timeout_s=self._timing.init_retry_s, timing=self._timing,
+                                     rng=self._rng, stats=stats)
+            except LeaseError:
+                self.fsm.move(State.INIT)
+                attempt += 1
+                if attempt == 1 or attempt % 10 == 0:
+                    LOG.warning("%s: no IPv6 lease yet (attempt %d): %s", self.name, attempt,
+                                stats.summary())
+                continue
+            self.fsm.move(State.REQUESTING)
+            self.fsm.move(State.BOUND)
+            await self._commit(new)
+            return

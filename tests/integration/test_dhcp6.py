@@ -1,0 +1,168 @@
+"""IPv6 for real, without dockerd: the plugin (its own process) on a lab LAN where dnsmasq
+serves DHCPv6 and sends router advertisements; dockerd's calls are played over the
+plugin's socket (tests/dockerplay.py), which configures the container's IPv6 the way
+Docker does (the address without DAD, the default route via GatewayIPv6).
+
+dnsmasq cannot shorten DHCPv6 T1 below half its 2-minute minimum lease, so the one test
+that waits for an IPv6 renewal waits up to RENEW6_WAIT_S.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.conftest import LanFactory, require_root
+from tests.dockerplay import PlayedDocker
+from tests.lab import DhcpLan, Plugin, random_mac, sh, wait_until
+
+PLUGIN_ARGS = ("--renew-retry-min", "0.5", "--renew-retry-max", "1", "--sweep-interval", "1")
+RENEW6_WAIT_S = 90.0
+"""dnsmasq's T1 for a 2-minute lease is 60 s; a little over it, generously."""
+
+
+@dataclass
+class Rig:
+    lab: DhcpLan
+    plugin: Plugin
+    docker: PlayedDocker
+
+
+@pytest.fixture
+def rig(lan: LanFactory) -> Iterator[Rig]:
+    require_root()
+    lab = lan(ipv6=True, t1=4, t2=8)
+    plugin = Plugin(extra_args=[*PLUGIN_ARGS, "--docker-socket",
+                                f"/run/net-dhcp-no-docker-{secrets.token_hex(3)}.sock"])
+    docker = PlayedDocker(plugin)
+    try:
+        plugin.start()
+        yield Rig(lab, plugin, docker)
+    finally:
+        try:
+            problems = docker.close() if plugin.running else []
+        finally:
+            plugin.close()
+        assert not problems, problems
+
+
+def duid_of(mac: str) -> str:
+    """dnsmasq's spelling of our DUID-LL for `mac`."""
+    return "00:03:00:01:" + mac.lower()
+
+
+def test_dual_stack_container_keeps_both_families_through_a_plugin_crash(rig: Rig) -> None:
+    """One container on an ipv6=true network: an IPv4 and an IPv6 lease from dnsmasq, the
+    /64 and the router from the RA, reachable over IPv6; the plugin is SIGKILLed and
+    restarted, and both leases go on being renewed; stop releases both."""
+    lab, plugin, docker = rig.lab, rig.plugin, rig.docker
+    net = docker.create_network(lab.bridge, ipv6="true")
+    started = time.monotonic()
+    c = docker.start(net)
+    took = time.monotonic() - started
+    assert lab.in_range(c.address.split("/")[0])
+    ip6, _, plen = c.address6.partition("/")
+    assert lab.in_range6(ip6), c.address6
+    assert plen == "64", f"the RA's on-link prefix gives the length: {c.address6}"
+    assert c.gateway6 == lab.server_link_local, (c.gateway6, lab.server_link_local)
+    assert docker.eth0_addresses(c, 6) == [c.address6]
+    lease6 = lab.wait_for_lease6(ip=ip6)
+    assert lease6.duid == duid_of(c.mac), lease6
+    assert lab.server_ip6 is not None
+    sh("ip", "netns", "exec", c.netns, "busybox", "ping", "-6", "-c", "1", "-W", "3",
+       lab.server_ip6)
+    print(f"dual-stack start (CreateEndpoint + Join + hand-over): {took * 1000:.0f} ms")
+
+    plugin.kill()
+    offset, plugin_offset = lab.log_offset(), plugin.log_offset()
+    plugin.start()
+    plugin.wait_for_log(rf"endpoint {c.endpoint_id[:12]}: keeping {re.escape(ip6)}",
+                        timeout=30, since=plugin_offset)
+    # IPv4 renews every 4 s here; IPv6 at dnsmasq's T1 (60 s after the lease began).
+    lab.wait_for_log(rf"DHCPACK\(\S+\) {re.escape(c.address.split('/')[0])} ", timeout=30,
+                     since=offset)
+    plugin.wait_for_log(rf"IPv6 lease on {re.escape(ip6)} extended", timeout=RENEW6_WAIT_S,
+                        since=plugin_offset)
+    lab.wait_for_log(rf"DHCPRENEW\(\S+\) {re.escape(duid_of(c.mac))}", timeout=5,
+                     since=offset)
+    assert docker.eth0_addresses(c, 6) == [c.address6]
+
+    offset = lab.log_offset()
+    docker.stop(c)
+    lab.wait_for_log(rf"DHCPRELEASE\(\S+\) {re.escape(duid_of(c.mac))}", timeout=10,
+                     since=offset)
+    wait_until(lambda: all(le.ip != ip6 for le in lab.leases6()), 10,
+               "dnsmasq to forget the released IPv6 lease")
+
+
+def test_reserved_mac_keeps_its_reserved_ipv6_address(lan: LanFactory) -> None:
+    """dnsmasq's --dhcp-host=<mac>,[addr] matches the MAC the Solicit comes from: the
+    container's, since it is sent from the container's own interface."""
+    require_root()
+    mac = random_mac()
+    probe = lan(ipv6=True)
+    reserved4, reserved6 = probe.address(42), probe.address6(0x42)
+    probe.stop_dnsmasq()
+    probe.start_dnsmasq(reservations={mac: reserved4}, reservations6={mac: reserved6})
+    with Plugin(extra_args=list(PLUGIN_ARGS)) as plugin:
+        plugin.start()
+        docker = PlayedDocker(plugin)
+        try:
+            net = docker.create_network(probe.bridge, ipv6="true")
+            c = docker.create(net, mac=mac)
+            assert c.address == f"{reserved4}/{probe.prefixlen}"
+            assert c.address6 == f"{reserved6}/64"
+        finally:
+            problems = docker.close()
+        assert not problems, problems
+
+
+def test_no_dhcpv6_server_fails_the_start_and_gives_the_ipv4_lease_back(
+        lan: LanFactory) -> None:
+    """ipv6=true on a LAN without DHCPv6: the start fails within lease_timeout, saying so
+    and how to fix it; the IPv4 lease obtained meanwhile is released, nothing is left."""
+    require_root()
+    lab = lan()  # IPv4 only
+    with Plugin(extra_args=list(PLUGIN_ARGS)) as plugin:
+        plugin.start()
+        docker = PlayedDocker(plugin)
+        try:
+            net = docker.create_network(lab.bridge, ipv6="true", lease_timeout="3s")
+            endpoint_id, mac = secrets.token_hex(32), random_mac()
+            started = time.monotonic()
+            status, body = plugin.call("NetworkDriver.CreateEndpoint", {
+                "NetworkID": net, "EndpointID": endpoint_id,
+                "Interface": {"MacAddress": mac}, "Options": {}}, timeout=30)
+            took = time.monotonic() - started
+        finally:
+            problems = docker.close()
+        assert not problems, problems
+    assert status == 500, (status, body)
+    err = body["Err"]
+    assert "no DHCPv6 lease within 3s" in err, err
+    assert "Solicit" in err, err
+    assert "dnsmasq: --dhcp-range=<prefix>::100" in err, err
+    assert "without -o ipv6=true" in err, err
+    assert took < 3 + 4, took
+    assert sh("ip", "link", "show", f"dh{endpoint_id[:12]}", check=False).returncode != 0
+    lab.wait_for_log(rf"DHCPRELEASE\(\S+\) \S+ {mac}", timeout=10)
+
+
+def test_ipv6_only_network_is_refused_with_the_way_out(lan: LanFactory) -> None:
+    require_root()
+    lab = lan()
+    with Plugin() as plugin:
+        plugin.start()
+        status, body = plugin.call("NetworkDriver.CreateNetwork", {
+            "NetworkID": secrets.token_hex(32),
+            "Options": {"com.docker.network.enable_ipv4": False,
+                        "com.docker.network.enable_ipv6": True,
+                        "com.docker.network.generic": {"bridge": lab.bridge}},
+            "IPv4Data": [], "IPv6Data": [{"AddressSpace": "null", "Pool": "::/0"}]})
+    assert status == 400, (status, body)
+    assert "IPv6-only networks (--ipv4=false) are not supported" in body["Err"]
