@@ -1,0 +1,101 @@
+"""Issue 8 end to end: dual-stack containers from a real `docker run`, with dnsmasq serving
+DHCPv4, DHCPv6 and router advertisements on the lab LAN.
+
+dnsmasq's DHCPv6 T1 for its minimum (2-minute) lease is 60 s: waits for an IPv6 Renew are
+bounded by RENEW6_WAIT_S.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import DockerCleanup, LanFactory, PluginFactory
+from tests.e2e.test_lifecycle import T1, T2
+from tests.e2e.test_plugin import our_veths
+from tests.lab import random_mac, wait_until
+
+RENEW6_WAIT_S = 90.0
+SHOW6 = "ip -6 addr show dev eth0 scope global; ip -6 route show default"
+
+
+def addr6_of(output: str) -> tuple[str, int]:
+    m = re.search(r"inet6 ([0-9a-f:]+)/(\d+) scope global", output)
+    assert m, f"no global IPv6 address in:\n{output}"
+    return m.group(1), int(m.group(2))
+
+
+def duid_of(mac: str) -> str:
+    return "00:03:00:01:" + mac.lower()
+
+
+def test_dual_stack_container_gets_both_families_from_the_lan(
+        lan: LanFactory, docker_cleanup: DockerCleanup, image: str) -> None:
+    """-o ipv6=true: an IPv4 and an IPv6 lease, the /64 and the default route via the
+    router's link-local address from its RA, IPv6 reachability; a reserved MAC gets its
+    reserved IPv6 address; stop releases the IPv6 lease too."""
+    mac = random_mac()
+    lab = lan(ipv6=True)
+    reserved6 = lab.address6(0x42)
+    lab.stop_dnsmasq()
+    lab.start_dnsmasq(reservations6={mac: reserved6})
+    assert lab.server_ip6 is not None
+    net = docker_cleanup.net_create(lab.bridge, options={"ipv6": "true"})
+    c = docker_cleanup.run(image, "sleep", "300", network=net, mac=mac, detach=True)
+    out = docker_cleanup.docker("exec", c.name, "sh", "-c", SHOW6).stdout
+    assert addr6_of(out) == (reserved6, 64)
+    assert f"default via {lab.server_link_local} dev eth0" in out, out
+    docker_cleanup.docker("exec", c.name, "ping", "-6", "-c", "1", "-W", "3", lab.server_ip6)
+    v4 = docker_cleanup.docker("exec", c.name, "ip", "-4", "-o", "addr", "show",
+                               "eth0").stdout
+    assert lab.in_range(v4.split()[3].split("/")[0]), v4
+    assert any(le.ip == reserved6 and le.duid == duid_of(mac) for le in lab.leases6())
+
+    other = docker_cleanup.run(image, "sh", "-c", SHOW6, network=net)
+    ip6, plen = addr6_of(other.stdout)
+    assert lab.in_range6(ip6), ip6
+    assert plen == 64
+
+    since = lab.log_offset()
+    docker_cleanup.docker("rm", "-f", c.name)
+    lab.wait_for_log(rf"DHCPRELEASE\(\S+\) {re.escape(duid_of(mac))}", timeout=15,
+                     since=since)
+    wait_until(lambda: our_veths(lab.bridge) == [], 30, "every veth to be removed")
+
+
+def test_plugin_sigkill_keeps_and_renews_both_families(
+        fresh_plugin: PluginFactory, lan: LanFactory, docker_cleanup: DockerCleanup,
+        image: str) -> None:
+    """SIGKILL and restart: the restarted plugin adopts both leases; it renews the IPv4
+    one at T1 and Renews (never Solicits) the IPv6 one, here at once, as it learns the
+    container's host name from Docker and tells the server (T1-driven IPv6 renewals are
+    tests/integration/test_dhcp6.py's)."""
+    lab = lan(ipv6=True, t1=T1, t2=T2)
+    p = fresh_plugin()
+    net = docker_cleanup.net_create(lab.bridge, driver=p.name, options={"ipv6": "true"})
+    mac = random_mac()
+    c = docker_cleanup.run(image, "sleep", "600", network=net, mac=mac, detach=True)
+    ip6, _ = addr6_of(docker_cleanup.docker("exec", c.name, "sh", "-c", SHOW6).stdout)
+    since = lab.log_offset()
+    p.kill()
+    p.start()
+    lab.wait_for_log(rf"DHCPACK\(\w+\) \S+ {mac}", timeout=T2 * 3, since=since)
+    lab.wait_for_log(rf"DHCPRENEW\(\S+\) {re.escape(duid_of(mac))}", timeout=RENEW6_WAIT_S,
+                     since=since)
+    lab.wait_for_log(rf"DHCPREPLY\(\S+\) {re.escape(ip6)} {re.escape(duid_of(mac))}",
+                     timeout=10, since=since)
+    after = lab.log(since)
+    assert not re.search(rf"DHCPSOLICIT\(\S+\) {re.escape(duid_of(mac))}", after)
+    out = docker_cleanup.docker("exec", c.name, "sh", "-c", SHOW6).stdout
+    assert addr6_of(out)[0] == ip6
+
+
+def test_no_dhcpv6_server_fails_the_start_with_the_fix(
+        lan: LanFactory, docker_cleanup: DockerCleanup, image: str) -> None:
+    lab = lan()  # IPv4 only: no DHCPv6 server, no RA
+    net = docker_cleanup.net_create(lab.bridge, options={"ipv6": "true",
+                                                         "lease_timeout": "3s"})
+    res = docker_cleanup.run(image, "true", network=net, check=False)
+    assert res.returncode != 0
+    assert "no DHCPv6 lease within 3s" in res.stderr, res.stderr
+    assert "without -o ipv6=true" in res.stderr, res.stderr
+    assert our_veths(lab.bridge) == []
