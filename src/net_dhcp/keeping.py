@@ -20,6 +20,8 @@ from .errors import InterfaceGone
 
 LOG = logging.getLogger(__name__)
 
+HOSTNAME_UPDATE_WAIT_S = 5.0
+
 
 class AnyLease(Protocol):
     """What the keeper needs of a lease of either family."""
@@ -28,6 +30,10 @@ class AnyLease(Protocol):
     def address(self) -> object: ...
     @property
     def t1_at(self) -> float: ...
+    @property
+    def t2_at(self) -> float: ...
+    @property
+    def expires_at(self) -> float: ...
     @property
     def server_known(self) -> bool: ...
     @property
@@ -51,8 +57,8 @@ class KeeperBase(Generic[L]):
 
     Never stops by itself otherwise: a step that fails (netlink, the state file) is logged
     and retried with backoff; a lease that could not be stored or applied is retried
-    until it is. Subclasses implement `_step` (one move of the state machine),
-    `_hostname_update` and `_needs_apply`.
+    until it is. Subclasses say how to `_extend` a lease, `_reacquire` one and whether a
+    new one `_needs_apply`.
     """
 
     def __init__(
@@ -120,11 +126,39 @@ class KeeperBase(Generic[L]):
             self.fsm.move(State.STOPPED)
 
     async def _step(self) -> None:
+        """One move: BOUND sleeps until T1, RENEWING asks the lease's server until T2,
+        REBINDING any server until the lease ends (then the address goes), INIT starts
+        over."""
+        state = self.state
+        if state is State.BOUND:
+            await self._bound()
+        elif state is State.RENEWING:
+            if not await self._extend(rebind=False, until=self.lease.t2_at):
+                self.fsm.move(State.REBINDING)
+        elif state is State.REBINDING:
+            if not await self._extend(rebind=True, until=self.lease.expires_at):
+                LOG.warning("%s: lease on %s expired with no answer from any server",
+                            self.name, self.lease.address)
+                await self._unconfigure()
+                self.fsm.move(State.INIT)
+        elif state is State.INIT:
+            await self._reacquire()
+
+    async def _extend(self, *, rebind: bool, until: float, retry: bool = True) -> bool:
+        """Renew (the lease's server) or rebind (any) until wall time `until`; True once
+        the state moved on (extended: BOUND; refused: INIT). Without `retry`, one try."""
+        raise NotImplementedError
+
+    async def _reacquire(self) -> None:
+        """INIT: get a new lease from any server, apply it, and be BOUND."""
         raise NotImplementedError
 
     async def _hostname_update(self) -> None:
         """Tell the server the new host name now (one short exchange, no retries)."""
-        raise NotImplementedError
+        self.fsm.move(State.RENEWING)
+        if not await self._extend(rebind=False, until=self._clock() + HOSTNAME_UPDATE_WAIT_S,
+                                  retry=False):
+            self.fsm.move(State.BOUND)
 
     def _needs_apply(self, applied: L, new: L) -> bool:
         """Whether `new` changes what is configured in the container."""

@@ -24,8 +24,6 @@ from .timing import Timing
 
 LOG = logging.getLogger(__name__)
 
-HOSTNAME_UPDATE_WAIT_S = 5.0
-
 
 Applier = Callable[[Lease | None, Lease], Awaitable[None]]
 """Configure a new lease in place of the old one (None: nothing configured)."""
@@ -62,28 +60,6 @@ class LeaseKeeper(KeeperBase[Lease]):
         self._rng = rng or random.SystemRandom()  # unpredictable xids
         self._conflicts = ConflictLimiter(timing)
 
-    async def _step(self) -> None:
-        state = self.state
-        if state is State.BOUND:
-            await self._bound()
-        elif state is State.RENEWING:
-            if not await self._request(unicast=True, until=self.lease.t2_at):
-                self.fsm.move(State.REBINDING)
-        elif state is State.REBINDING:
-            if not await self._request(unicast=False, until=self.lease.expires_at):
-                LOG.warning("%s: lease on %s expired with no answer from any server",
-                            self.name, self.lease.address)
-                await self._unconfigure()
-                self.fsm.move(State.INIT)
-        elif state is State.INIT:
-            await self._reacquire()
-
-    async def _hostname_update(self) -> None:
-        self.fsm.move(State.RENEWING)
-        if not await self._request(unicast=True,
-                                   until=self._clock() + HOSTNAME_UPDATE_WAIT_S, retry=False):
-            self.fsm.move(State.BOUND)
-
     def _needs_apply(self, applied: Lease, new: Lease) -> bool:
         return (applied.address != new.address
                 or (applied.gateway, applied.routes) != (new.gateway, new.routes))
@@ -96,8 +72,9 @@ class LeaseKeeper(KeeperBase[Lease]):
                      "docker inspect still shows the old address (Docker is never told)",
                      self.name, old.address, new.address)
 
-    async def _request(self, *, unicast: bool, until: float, retry: bool = True) -> bool:
-        """REQUEST in RENEWING/REBINDING until `until`; True once the state moved on."""
+    async def _extend(self, *, rebind: bool, until: float, retry: bool = True) -> bool:
+        """REQUEST in RENEWING (unicast) or REBINDING (broadcast) until `until`."""
+        unicast = not rebind
         xid = self._rng.getrandbits(32)
         build = codec.request_renewing if unicast else codec.request_rebinding
         msg = build(xid=xid, chaddr=self.sock.mac, client_id=self.client_id,

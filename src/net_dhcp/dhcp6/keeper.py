@@ -24,8 +24,6 @@ from .timing import Timing6
 
 LOG = logging.getLogger(__name__)
 
-HOSTNAME_UPDATE_WAIT_S = 5.0
-
 
 class Lease6Keeper(KeeperBase[Lease6]):
     """Keeps one DHCPv6 lease alive; see KeeperBase for what never stops it."""
@@ -54,22 +52,6 @@ class Lease6Keeper(KeeperBase[Lease6]):
         """A wall-clock deadline on the monotonic clock the exchanges use."""
         return math.inf if math.isinf(wall) else time.monotonic() + (wall - self._clock())
 
-    async def _step(self) -> None:
-        state = self.state
-        if state is State.BOUND:
-            await self._bound()
-        elif state is State.RENEWING:
-            if not await self._extend(rebind=False, until=self.lease.t2_at):
-                self.fsm.move(State.REBINDING)
-        elif state is State.REBINDING:
-            if not await self._extend(rebind=True, until=self.lease.expires_at):
-                LOG.warning("%s: IPv6 lease on %s expired with no answer from any server",
-                            self.name, self.lease.address)
-                await self._unconfigure()
-                self.fsm.move(State.INIT)
-        elif state is State.INIT:
-            await self._reacquire()
-
     async def _extend(self, *, rebind: bool, until: float, retry: bool = True) -> bool:
         """Renew or Rebind until `until` (wall clock); True once the state moved on."""
         got = await extend(self.sock, self.lease, rebind=rebind, hostname=self.hostname,
@@ -91,12 +73,6 @@ class Lease6Keeper(KeeperBase[Lease6]):
                  got.address, f"{got.valid_s:g}", f"{got.t1_s:g}", f"{got.t2_s:g}")
         self.fsm.move(State.BOUND)
         return True
-
-    async def _hostname_update(self) -> None:
-        self.fsm.move(State.RENEWING)
-        if not await self._extend(rebind=False, until=self._clock() + HOSTNAME_UPDATE_WAIT_S,
-                                  retry=False):
-            self.fsm.move(State.BOUND)
 
     def _needs_apply(self, applied: Lease6, new: Lease6) -> bool:
         return applied.interface != new.interface or applied.router != new.router
