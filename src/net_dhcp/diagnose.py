@@ -99,6 +99,10 @@ def explain_no_lease6(bridge: str, timeout_s: float, stats: Acquire6Stats) -> st
     """The message for a network with -o ipv6=true whose DHCPv6 server did not answer."""
     head = (f"no DHCPv6 lease within {timeout_s:g}s on bridge {bridge} (the network asks for "
             f"IPv6 with ipv6=true): {stats.summary()}")
+    if stats.declined:
+        return (f"{head}. Every address offered is already used by another host on the LAN "
+                "(it answered duplicate address detection): find that host, or remove the "
+                "address from the DHCPv6 server's range.")
     if stats.no_addrs:
         return (f"{head}. The server has no address for this client ({stats.last_status}): "
                 "check the size of its IPv6 range and that it serves this link.")

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
 from typing import Any
 
 from . import netlink, sandbox
@@ -31,7 +31,7 @@ from .dhcp6.sockets import open_dhcp6_socket
 from .diagnose import explain_no_lease, explain_no_lease6
 from .errors import LeaseError, NotFoundError, OptionError
 from .leases import LeaseSupervisor
-from .ndp import router
+from .ndp import dad, router
 from .registry import Endpoint, Network, Registry
 from .requests import (
     CreateEndpointRequest,
@@ -256,9 +256,13 @@ class Driver:
                                       name=f"ra:{ifname}")
         try:
             sock.start()
+            async def probe(ip: IPv6Address) -> bool:
+                return await dad.in_use6(ifname, None, ip)
+
             try:
                 lease = await acquire6(sock, iaid=codec6.iaid_for_mac(sock.mac),
-                                       hostname=hostname, timeout_s=timeout, stats=stats)
+                                       hostname=hostname, timeout_s=timeout, stats=stats,
+                                       probe=None if net.options.ignore_conflicts else probe)
             except LeaseError as err:
                 raise LeaseError(explain_no_lease6(net.options.bridge, timeout, stats)) from err
             ra = await router.wait(ra_task, RA_WAIT_S)

@@ -15,7 +15,7 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from . import netlink, sandbox
 from .acd import probe as acd
@@ -32,6 +32,7 @@ from .dhcp6.sockets import Dhcp6Socket, open_dhcp6_socket
 from .dhcp6.timing import Timing6
 from .errors import InterfaceGone
 from .keeping import KeeperBase
+from .ndp import dad
 from .registry import Endpoint, Registry
 from .tasks import together
 
@@ -170,10 +171,16 @@ class LeaseSupervisor:
         async def unapply(old: Lease6) -> None:
             await sandbox.unapply6(where, ep.mac, old)
 
+        async def probe(ip: IPv6Address) -> bool:
+            return await dad.in_use6(sock.ifname, where, ip)
+
+        net = self.registry.networks.get(ep.network_id)
         return Lease6Keeper(
             f"endpoint {ep.id[:12]} (IPv6)", sock, lease, hostname=ep.wanted_hostname,
             apply=apply, unapply=unapply,
-            on_lease=functools.partial(self.registry.set_lease6, ep), timing=self.timing6)
+            on_lease=functools.partial(self.registry.set_lease6, ep),
+            probe=None if net is None or net.options.ignore_conflicts else probe,
+            timing=self.timing6)
 
     async def _attach(self, ep: Endpoint, where: str) -> tuple[str, DhcpSocket] | None:
         """Wait for the container's interface and open a DHCP socket on it."""

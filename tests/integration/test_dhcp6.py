@@ -164,5 +164,55 @@ def test_ipv6_only_network_is_refused_with_the_way_out(lan: LanFactory) -> None:
                         "com.docker.network.enable_ipv6": True,
                         "com.docker.network.generic": {"bridge": lab.bridge}},
             "IPv4Data": [], "IPv6Data": [{"AddressSpace": "null", "Pool": "::/0"}]})
+        # Docker 28's --ipv6 with its own IPAM pool: refused too, naming the fix.
+        status2, body2 = plugin.call("NetworkDriver.CreateNetwork", {
+            "NetworkID": secrets.token_hex(32),
+            "Options": {"com.docker.network.enable_ipv6": True,
+                        "com.docker.network.generic": {"bridge": lab.bridge}},
+            "IPv4Data": [{"AddressSpace": "null", "Pool": "0.0.0.0/0"}],
+            "IPv6Data": [{"AddressSpace": "LocalDefault", "Pool": "fd00:dead::/64"}]})
+        # And with null IPAM for both, --ipv6 alone asks for IPv6 (Docker 28+).
+        net_id = secrets.token_hex(32)
+        status3, body3 = plugin.call("NetworkDriver.CreateNetwork", {
+            "NetworkID": net_id,
+            "Options": {"com.docker.network.enable_ipv6": True,
+                        "com.docker.network.generic": {"bridge": lab.bridge}},
+            "IPv4Data": [{"AddressSpace": "null", "Pool": "0.0.0.0/0"}],
+            "IPv6Data": [{"AddressSpace": "null", "Pool": "::/0"}]})
+        plugin.wait_for_log(rf"network {net_id[:12]} created on bridge .*ipv6=True",
+                            timeout=5)
     assert status == 400, (status, body)
     assert "IPv6-only networks (--ipv4=false) are not supported" in body["Err"]
+    assert status2 == 400, (status2, body2)
+    assert "null IPAM driver for IPv6 too" in body2["Err"]
+    assert (status3, body3) == (200, {})
+
+
+def test_an_ipv6_address_in_use_is_declined_and_the_start_says_so(lan: LanFactory) -> None:
+    """The server's only IPv6 address is already used by another host on the LAN: the
+    plugin's duplicate address detection sees its advertisement, declines the address
+    (dnsmasq logs the Decline) and the start fails naming the cause."""
+    require_root()
+    lab = lan(ipv6=True)
+    taken = lab.address6(0x150)
+    lab.range6_start = lab.range6_end = taken
+    lab.stop_dnsmasq()
+    lab.start_dnsmasq()
+    holder = lab.add_host()
+    sh("ip", "-n", holder.netns, "-6", "addr", "add", f"{taken}/64", "dev", holder.ifname,
+       "nodad")
+    with Plugin(extra_args=list(PLUGIN_ARGS)) as plugin:
+        plugin.start()
+        docker = PlayedDocker(plugin)
+        try:
+            net = docker.create_network(lab.bridge, ipv6="true", lease_timeout="3s")
+            status, body = plugin.call("NetworkDriver.CreateEndpoint", {
+                "NetworkID": net, "EndpointID": secrets.token_hex(32), "Interface": {},
+                "Options": {}}, timeout=30)
+        finally:
+            problems = docker.close()
+        assert not problems, problems
+    assert status == 500, (status, body)
+    assert f"declined {taken}" in body["Err"], body
+    assert "already used by another host on the LAN" in body["Err"], body
+    lab.wait_for_log(r"DHCPDECLINE\(", timeout=5)

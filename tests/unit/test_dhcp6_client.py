@@ -329,3 +329,30 @@ async def test_keeper_renews_at_t1_and_starts_over_on_not_on_link() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.asyncio
+async def test_an_address_in_use_is_declined_and_another_taken() -> None:
+    t = codec.MessageType
+    offered = [ADDR_A, ADDR_B]
+
+    def script(msg: codec.Message6) -> list[codec.Message6]:
+        if msg.msg_type == t.DECLINE:
+            offered.pop(0)
+            return []
+        return server(SERVER_A, offered[0], rapid=True)(msg)
+
+    async def probe(ip: IPv6Address) -> bool:
+        return ip == ADDR_A
+
+    stats = Acquire6Stats()
+    sock = FakeSock6(script)
+    lease = await acquire6(sock, iaid=IAID, hostname=None, timeout_s=2,  # type: ignore[arg-type]
+                           timing=FAST, stats=stats, probe=probe)
+    assert lease.address == ADDR_B
+    assert stats.declined == [ADDR_A]
+    decline = next(m for m in sock.sent if m.msg_type == t.DECLINE)
+    assert decline.server_id == SERVER_A
+    ia = decline.ia_na(IAID)
+    assert ia is not None
+    assert [a.address for a in ia.addresses] == [ADDR_A]

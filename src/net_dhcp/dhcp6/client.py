@@ -13,8 +13,9 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv6Address
 from typing import TypeVar
 
 from ..errors import DhcpReplyError, LeaseError
@@ -39,6 +40,7 @@ class Acquire6Stats:
     last_status: str | None = None
     dropped: int = 0
     last_drop_reason: str | None = None
+    declined: list[IPv6Address] = field(default_factory=list)
 
     def drop(self, reason: str) -> None:
         """Count a reply that was ignored, and why."""
@@ -49,6 +51,9 @@ class Acquire6Stats:
         """One line saying what really happened."""
         parts = [f"{self.solicits} Solicit(s), {self.advertises} usable Advertise(s), "
                  f"{self.requests} Request(s)"]
+        if self.declined:
+            parts.append("declined " + ", ".join(str(a) for a in self.declined)
+                         + " (in use on the LAN)")
         if self.no_addrs:
             parts.append(f"{self.no_addrs} server answer(s) with no address "
                          f"({self.last_status})")
@@ -202,10 +207,16 @@ def judge_reply(*, ifname: str, iaid: int, server: bytes | None, sent_at: float,
     return guarded(judge, ifname, stats)
 
 
+Probe6 = Callable[[IPv6Address], Awaitable[bool]]
+"""Duplicate address detection: True if another host on the link has the address."""
+
+
 async def acquire6(sock: Dhcp6Socket, *, iaid: int, hostname: str | None, timeout_s: float,
                    timing: Timing6 = Timing6(), rng: random.Random | None = None,
-                   stats: Acquire6Stats | None = None, rapid_commit: bool = True) -> Lease6:
-    """Solicit until a server grants an address; LeaseError after `timeout_s`."""
+                   stats: Acquire6Stats | None = None, rapid_commit: bool = True,
+                   probe: Probe6 | None = None) -> Lease6:
+    """Solicit until a server grants an address that `probe` finds free (one in use is
+    declined, RFC 8415 18.2.8, and the client starts over); LeaseError after `timeout_s`."""
     rng = rng or random.SystemRandom()
     stats = stats or Acquire6Stats()
     until = time.monotonic() + timeout_s
@@ -214,12 +225,20 @@ async def acquire6(sock: Dhcp6Socket, *, iaid: int, hostname: str | None, timeou
                              rng=rng, stats=stats, rapid_commit=rapid_commit)
         if got is None:
             break
-        if isinstance(got, Lease6):
-            return got
-        lease = await _request(sock, got, iaid=iaid, hostname=hostname, until=until,
-                               timing=timing, rng=rng, stats=stats)
-        if lease is not None:
-            return lease
+        lease = got if isinstance(got, Lease6) else await _request(
+            sock, got, iaid=iaid, hostname=hostname, until=until, timing=timing, rng=rng,
+            stats=stats)
+        if lease is None:
+            continue
+        if probe is not None and await probe(lease.address):
+            stats.declined.append(lease.address)
+            LOG.warning("%s: %s is already in use on the LAN: declining it", sock.ifname,
+                        lease.address)
+            await sock.send(codec.decline(xid=new_xid(rng), client_id=sock.client_id,
+                                          server_id=lease.server_duid,
+                                          ia=lease.ia(lifetimes=False)))
+            continue
+        return lease
     raise LeaseError(f"no DHCPv6 lease within {timeout_s:g}s: {stats.summary()}")
 
 

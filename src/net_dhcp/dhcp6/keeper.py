@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from ..dhcp4.fsm import State
 from ..errors import LeaseError
 from ..keeping import KeeperBase
-from .client import Acquire6Stats, Refused, acquire6, extend
+from .client import Acquire6Stats, Probe6, Refused, acquire6, extend
 from .lease import Lease6
 from .sockets import Dhcp6Socket
 from .timing import Timing6
@@ -38,6 +38,7 @@ class Lease6Keeper(KeeperBase[Lease6]):
         apply: Callable[[Lease6 | None, Lease6], Awaitable[None]],
         unapply: Callable[[Lease6], Awaitable[None]],
         on_lease: Callable[[Lease6], None],
+        probe: Probe6 | None = None,
         timing: Timing6 = Timing6(),
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
@@ -45,6 +46,7 @@ class Lease6Keeper(KeeperBase[Lease6]):
         super().__init__(name, lease, hostname=hostname, apply=apply, unapply=unapply,
                          on_lease=on_lease, retry=timing, clock=clock)
         self.sock = sock
+        self._probe = probe
         self._timing = timing
         self._rng = rng or random.SystemRandom()
 
@@ -98,7 +100,7 @@ class Lease6Keeper(KeeperBase[Lease6]):
             try:
                 new = await acquire6(self.sock, iaid=self.lease.iaid, hostname=self.hostname,
                                      timeout_s=self._timing.init_retry_s, timing=self._timing,
-                                     rng=self._rng, stats=stats)
+                                     rng=self._rng, stats=stats, probe=self._probe)
             except LeaseError:
                 self.fsm.move(State.INIT)
                 attempt += 1

@@ -57,7 +57,7 @@ _IFA_F_TENTATIVE = 0x40
 _SCOPE_LINK = 0x20
 
 
-def _filter_passing_only(icmp_type: int) -> bytes:
+def filter_passing_only(icmp_type: int) -> bytes:
     """A Linux struct icmp6_filter (256 bits, a set bit blocks its type) passing one type."""
     words = [0xFFFFFFFF] * 8
     words[icmp_type >> 5] &= ~(1 << (icmp_type & 31)) & 0xFFFFFFFF
@@ -79,7 +79,7 @@ class RaSocket:
         try:
             icmp = self._icmp
             icmp.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER,
-                            _filter_passing_only(ra_codec.ICMPV6_ROUTER_ADVERT))
+                            filter_passing_only(ra_codec.ICMPV6_ROUTER_ADVERT))
             icmp.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
             icmp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, HOP_LIMIT)
             icmp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, HOP_LIMIT)
@@ -147,7 +147,7 @@ class RaSocket:
             LOG.debug("%s: dropping a truncated packet (%d octets)", self.ifname, len(data))
             return None
         source = IPv6Address(str(addr[0]).split("%", 1)[0])
-        hops = _hop_limit(ancdata)
+        hops = hop_limit_of(ancdata)
         if hops != HOP_LIMIT:
             LOG.debug("%s: dropping a router advertisement from %s with hop limit %s, not 255",
                       self.ifname, source, hops)
@@ -166,7 +166,7 @@ class RaSocket:
                 sock.close()
 
 
-def _hop_limit(ancdata: list[tuple[int, int, bytes]]) -> int | None:
+def hop_limit_of(ancdata: list[tuple[int, int, bytes]]) -> int | None:
     for level, kind, data in ancdata:
         if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(data) >= 4:
             return int(struct.unpack_from("i", data)[0])
