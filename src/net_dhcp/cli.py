@@ -39,6 +39,10 @@ def seconds(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="net-dhcp",
@@ -52,7 +56,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--state-dir", default=os.environ.get("NET_DHCP_STATE_DIR", DEFAULT_STATE_DIR),
                    help="where the state database lives (env NET_DHCP_STATE_DIR, "
                         f"default {DEFAULT_STATE_DIR})")
-    s.add_argument("--log-file", help="append the log here instead of standard error")
+    s.add_argument("--log-file", default=os.environ.get("NET_DHCP_LOG_FILE"),
+                   help="append the log here instead of standard error (env NET_DHCP_LOG_FILE)")
+    s.add_argument("--log-stderr", action="store_true",
+                   default=_env_flag("NET_DHCP_LOG_STDERR"),
+                   help="with --log-file, log to standard error too (env NET_DHCP_LOG_STDERR=1)")
+    s.add_argument("--driver-name", default=os.environ.get("NET_DHCP_DRIVER_NAME"),
+                   help="the driver name Docker knows this plugin by (default: the socket "
+                        "file's name; for --managed, learnt from Docker)")
+    s.add_argument("--managed", action="store_true", default=_env_flag("NET_DHCP_MANAGED"),
+                   help="run as a managed (v2) plugin: the driver name is the plugin "
+                        "reference Docker lists (env NET_DHCP_MANAGED=1)")
+    s.add_argument("--netns-dir", default=os.environ.get("NET_DHCP_NETNS_DIR"),
+                   help="where the host's Docker netns folder is mounted, if not at the "
+                        "path Docker names (managed plugins; env NET_DHCP_NETNS_DIR)")
     s.add_argument("--docker-socket", help="Docker API socket (default: DOCKER_HOST or "
                                            "/var/run/docker.sock)")
     s.add_argument("--sweep-interval", type=seconds(MIN_SWEEP_S, DAY_S), default=60.0,
@@ -84,11 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         from .daemon import Settings, serve
 
         # After the daemon's imports: pyroute2 sets its loggers' levels when imported.
-        setup_logging(args.log_file)
+        setup_logging(args.log_file, also_stderr=args.log_stderr)
 
         settings = Settings(
             socket=Path(args.socket), state_dir=Path(args.state_dir),
             docker_socket=args.docker_socket, sweep_interval_s=args.sweep_interval,
+            driver_name=args.driver_name, managed=args.managed,
+            netns_dir=Path(args.netns_dir) if args.netns_dir else None,
             timing=Timing(renew_retry_min_s=args.renew_retry_min,
                           renew_retry_max_s=args.renew_retry_max),
         )

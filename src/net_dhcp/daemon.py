@@ -70,6 +70,10 @@ class Settings:
     socket: Path
     state_dir: Path
     docker_socket: str | None = None
+    driver_name: str | None = None
+    """None: the socket file's name for a legacy plugin; learnt from Docker if managed."""
+    managed: bool = False
+    netns_dir: Path | None = None
     sweep_interval_s: float = 60.0
     timing: Timing = Timing()
 
@@ -125,9 +129,10 @@ async def start(settings: Settings) -> Running:
     start the reconciler. The caller holds the locks and owns the returned `Running`."""
     store = Store(settings.state_dir)
     try:
-        driver = Driver(store, timing=settings.timing)
+        driver = Driver(store, timing=settings.timing, netns_dir=settings.netns_dir)
         driver.load()
-        reconciler = Reconciler(driver, driver_name=settings.socket.stem,
+        name = settings.driver_name or (None if settings.managed else settings.socket.stem)
+        reconciler = Reconciler(driver, driver_name=name, socket_name=settings.socket.name,
                                 docker_socket=settings.docker_socket,
                                 sweep_interval_s=settings.sweep_interval_s)
         await reconciler.adopt_from_kernel()

@@ -79,6 +79,11 @@ class DockerClient:
         result: list[dict[str, Any]] = await self.get("/networks")
         return result
 
+    async def plugins(self) -> list[dict[str, Any]]:
+        """Installed managed plugins (GET /plugins)."""
+        data = await self.get("/plugins")
+        return list(data) if isinstance(data, list) else []
+
     async def containers(self) -> list[dict[str, Any]]:
         """All containers, running or not."""
         result: list[dict[str, Any]] = await self.get("/containers/json", all="1")

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import time
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
+from pathlib import Path
 from typing import Any
 
 from . import netlink, sandbox
@@ -72,12 +73,15 @@ def _recovered6(mac: str, address6: str) -> Lease6 | None:
 class Driver:
     """Implements the NetworkDriver calls; api.py maps HTTP onto these methods."""
 
-    def __init__(self, store: Store, *, timing: Timing = Timing()) -> None:
+    def __init__(self, store: Store, *, timing: Timing = Timing(),
+                 netns_dir: Path | None = None) -> None:
         self.registry = Registry(store)
         self.leases = LeaseSupervisor(self.registry, timing)
         self.timing = timing
         self.docker_pools: list[tuple[str, IPv4Network]] = []
         self._ids = KeyedLocks()
+        self.netns_dir = netns_dir
+        """A managed plugin's mount of the host's Docker netns folder (None: legacy)."""
 
     def load(self) -> None:
         """Load networks and endpoints from the store (no kernel or Docker work)."""
@@ -108,7 +112,8 @@ class Driver:
                       obtained_at=time.time())
         ep = Endpoint(id=endpoint_id, network_id=network_id, host_if=host_if, cont_if=cont_if,
                       mac=mac.lower(), options=EndpointOptions(), lease=lease,
-                      sandbox=sandbox_key, lease6=_recovered6(mac, address6))
+                      sandbox=sandbox.local_path(sandbox_key, self.netns_dir),
+                      lease6=_recovered6(mac, address6))
         self.registry.add_endpoint(ep)
         await self.leases.start(ep)
         return ep
@@ -288,7 +293,7 @@ class Driver:
         if ep.lease is None:
             raise LeaseError(f"endpoint {req.endpoint_id[:12]} has no lease")
         net = self.registry.network(ep.network_id)
-        where = req.sandbox_key
+        where = sandbox.local_path(req.sandbox_key, self.netns_dir)
         lease = ep.lease
         gateway = lease.gateway
         bridge: netlink.BridgeInfo | None = None

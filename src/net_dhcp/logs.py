@@ -13,25 +13,29 @@ LEVELS = {"trace": TRACE, "debug": logging.DEBUG, "info": logging.INFO,
 LOG_FILE_MODE = 0o640
 
 
-def setup_logging(log_file: str | None) -> None:
-    """LOG_LEVEL env: trace, debug, info (default), warning, error. SystemExit if invalid."""
+def setup_logging(log_file: str | None, *, also_stderr: bool = False) -> None:
+    """LOG_LEVEL env: trace, debug, info (default), warning, error. SystemExit if invalid.
+    With `log_file` and `also_stderr`, both get every line (a managed plugin's standard error
+    reaches dockerd's log)."""
     logging.addLevelName(TRACE, "TRACE")
     name = os.environ.get("LOG_LEVEL", "info").strip().lower()
     if name not in LEVELS:
         raise SystemExit(f"LOG_LEVEL={name!r} is not one of {', '.join(LEVELS)}")
-    handler: logging.Handler
+    handlers: list[logging.Handler] = []
     if log_file:
         # Created with its mode, whatever the umask; an existing file is tightened.
         fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
                      LOG_FILE_MODE)
         os.fchmod(fd, LOG_FILE_MODE)
         os.close(fd)
-        handler = logging.FileHandler(log_file)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handlers.append(logging.FileHandler(log_file))
+    if not log_file or also_stderr:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    for handler in handlers:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = handlers
     root.setLevel(LEVELS[name])
     # pyroute2 logs every netlink message at debug level: far too much even for trace.
     logging.getLogger("pyroute2").setLevel(logging.WARNING)

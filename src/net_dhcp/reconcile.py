@@ -36,10 +36,12 @@ RETRY_S = 5.0
 class Reconciler:
     """Owns the background tasks that keep the plugin's view in line with reality."""
 
-    def __init__(self, driver: Driver, *, driver_name: str, docker_socket: str | None,
-                 sweep_interval_s: float) -> None:
+    def __init__(self, driver: Driver, *, driver_name: str | None, socket_name: str,
+                 docker_socket: str | None, sweep_interval_s: float) -> None:
         self.driver = driver
         self.driver_name = driver_name
+        """The name Docker knows us by; None: a managed plugin's, learnt from Docker."""
+        self.socket_name = socket_name
         self.docker = DockerClient(docker_socket)
         self.sweep_interval_s = sweep_interval_s
         self._tasks: set[asyncio.Task[None]] = set()
@@ -158,8 +160,9 @@ class Reconciler:
     async def rebuild_from_docker(self) -> None:
         """Recover networks and endpoints that Docker has and our state lost (e.g. a
         corrupt or deleted state file): options from Docker's network, leases re-bound."""
+        names = await self.driver_names()
         for summary in await self.docker.networks():
-            if summary.get("Driver") != self.driver_name:
+            if summary.get("Driver") not in names:
                 continue
             net_id = str(summary.get("Id"))
             if net_id not in self.driver.registry.networks:
@@ -188,6 +191,20 @@ class Reconciler:
                 if ep is not None:
                             LOG.warning("recovered endpoint %s of container %s from Docker; "
                                 "re-binding its lease", eid[:12], cid[:12])
+
+    async def driver_names(self) -> set[str]:
+        """The driver names of our networks. A managed plugin's is its reference
+        (owner/name:tag), chosen at `docker plugin install`: every enabled network-driver
+        plugin serving a socket of our socket's name."""
+        if self.driver_name is not None:
+            return {self.driver_name}
+        names: set[str] = set()
+        for plugin in await self.docker.plugins():
+            iface = (plugin.get("Config") or {}).get("Interface") or {}
+            if (plugin.get("Enabled") and iface.get("Socket") == self.socket_name
+                    and "docker.networkdriver/1.0" in (iface.get("Types") or [])):
+                names.add(str(plugin.get("Name")))
+        return names
 
     async def learn_all(self) -> None:
         """Map every running container on our networks to its endpoints."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from pathlib import Path, PurePath
 
 from . import netlink
 from .dhcp4.lease import Lease
@@ -19,6 +20,15 @@ LOG = logging.getLogger(__name__)
 IFACE_WAIT_S = 60.0
 IFACE_POLL_FIRST_S = 0.02
 IFACE_POLL_MAX_S = 0.25
+
+
+def local_path(sandbox_key: str | None, netns_dir: Path | None) -> str | None:
+    """Where Docker's sandbox `sandbox_key` (a host path) is seen from here: as it is, or,
+    for a managed plugin that has the host's netns folder mounted at `netns_dir`, the same
+    file name there."""
+    if netns_dir is None or not sandbox_key:
+        return sandbox_key
+    return str(netns_dir / PurePath(sandbox_key).name)
 
 
 async def route_destinations(sandbox: str) -> set[str]:

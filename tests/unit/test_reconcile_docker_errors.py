@@ -68,7 +68,7 @@ async def test_only_a_404_makes_a_dead_containers_endpoint_go(
 
     driver = SimpleNamespace(registry=SimpleNamespace(endpoints={ep.id: ep}),
                              remove_endpoint=remove_endpoint)
-    rec = reconcile.Reconciler(driver, driver_name="x", docker_socket=sock,  # type: ignore[arg-type]
+    rec = reconcile.Reconciler(driver, driver_name="x", socket_name="x.sock", docker_socket=sock,  # type: ignore[arg-type]
                                sweep_interval_s=60)
     try:
         await rec._after_death(CID, [ep])  # type: ignore[list-item]
