@@ -356,3 +356,27 @@ async def test_an_address_in_use_is_declined_and_another_taken() -> None:
     ia = decline.ia_na(IAID)
     assert ia is not None
     assert [a.address for a in ia.addresses] == [ADDR_A]
+
+
+@pytest.mark.asyncio
+async def test_declines_are_paced() -> None:
+    """Every address answers DAD (a proxy router): after the first decline the client waits
+    decline_retry_s between attempts instead of draining the server's pool."""
+    t = codec.MessageType
+    n = [0]
+
+    def script(msg: codec.Message6) -> list[codec.Message6]:
+        if msg.msg_type == t.DECLINE:
+            return []
+        n[0] += 1
+        return server(SERVER_A, IPv6Address(f"fd00:6::{n[0]:x}"), rapid=True)(msg)
+
+    async def always(_ip: IPv6Address) -> bool:
+        return True
+
+    stats = Acquire6Stats()
+    timing = Timing6(solicit=FAST.solicit, decline_retry_s=0.4)
+    with pytest.raises(LeaseError, match="declined"):
+        await acquire6(FakeSock6(script), iaid=IAID, hostname=None,  # type: ignore[arg-type]
+                       timeout_s=1.0, timing=timing, stats=stats, probe=always)
+    assert 2 <= len(stats.declined) <= 4, stats.declined

@@ -237,6 +237,11 @@ async def acquire6(sock: Dhcp6Socket, *, iaid: int, hostname: str | None, timeou
             await sock.send(codec.decline(xid=new_xid(rng), client_id=sock.client_id,
                                           server_id=lease.server_duid,
                                           ia=lease.ia(lifetimes=False)))
+            if len(stats.declined) > 1:  # the first is retried at once, as for IPv4
+                wait = min(timing.decline_retry_s, max(0.0, until - time.monotonic()))
+                LOG.info("%s: waiting %.3gs after a decline before soliciting again",
+                         sock.ifname, wait)
+                await asyncio.sleep(wait)
             continue
         return lease
     raise LeaseError(f"no DHCPv6 lease within {timeout_s:g}s: {stats.summary()}")

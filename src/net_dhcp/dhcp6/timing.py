@@ -37,6 +37,10 @@ T1_FRACTION = 0.5
 T2_FRACTION = 0.8
 # A keeper that cannot get a lease starts over after this (a new Solicit exchange).
 INIT_RETRY_S = 10.0
+# After a second Decline in one acquisition, wait this long before soliciting again (as
+# RFC 2131 3.1 / RFC 5227 ask of IPv4), so a link that claims every address is not
+# drained of them.
+DECLINE_RETRY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class Timing6:
     rebind: Retrans = REBIND
     release: Retrans = RELEASE
     init_retry_s: float = INIT_RETRY_S
+    decline_retry_s: float = DECLINE_RETRY_S
     keeper_retry_first_s: float = 1.0
     keeper_retry_max_s: float = 60.0
 
