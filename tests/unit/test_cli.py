@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,10 +22,20 @@ from net_dhcp.cli import main
     ["--renew-retry-min", "10", "--renew-retry-max", "5"],
 ])
 def test_numbers_out_of_range_are_refused_with_the_range(
-        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+        argv: list[str], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Before: 0 was accepted, and the keeper sent 542,000 REQUESTs a second.
+    # Should a number ever be let through again, the test must fail, not start a real
+    # daemon on the host's plugin socket: serve is replaced, and the paths are the test's.
+    import net_dhcp.daemon
+
+    async def must_not_serve(_settings: object) -> None:
+        pytest.fail(f"serve started with {argv}")
+
+    monkeypatch.setattr(net_dhcp.daemon, "serve", must_not_serve)
     with pytest.raises(SystemExit) as exc:
-        main(["serve", *argv])
+        main(["serve", "--socket", str(tmp_path / "t.sock"), "--state-dir",
+              str(tmp_path / "state"), *argv])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "out of range" in err or "not a number" in err or "below" in err
