@@ -12,6 +12,10 @@ maps errors to statuses):
 * 500 any other NetDhcpError (kernel, DHCP, store), and unexpected exceptions, which are
   logged with their traceback.
 
+One more route is not Docker's: `GET /net-dhcp/status` answers the status document
+(status.py) for `net-dhcp status` and `net-dhcp leases`; another verb there gets 405. The
+socket is root's alone (mode 0600), as is what the document tells.
+
 Docker treats every non-200 reply carrying {"Err"} as a failure of that call, showing
 "NetworkDriver.<Method>: <Err>", except that it ignores 404 from Program- and
 RevokeExternalConnectivity, which we answer ourselves. So a 404 for CreateEndpoint or
@@ -23,6 +27,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
@@ -44,11 +49,13 @@ from .requests import (
     parse_join,
     parse_network,
 )
+from .status import STATUS_PATH, source_for
 from .text import printable, quote_for_log
 
 LOG = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
+STATUS_CONTENT_TYPE = "application/json"
 MAX_BODY = 1 << 20
 """Largest request body read, in bytes; Docker's are under 10 KiB."""
 TRACE_BODY_LIMIT = 2000
@@ -178,9 +185,15 @@ def _reply(status: int, data: bytes) -> web.Response:
     return web.Response(status=status, body=data, content_type=CONTENT_TYPE)
 
 
-def make_app(driver: DriverLike) -> web.Application:
-    """The aiohttp application serving every plugin method."""
+def make_app(driver: DriverLike, *,
+             status: Callable[[], Reply] | None = None) -> web.Application:
+    """The aiohttp application serving every plugin method, and the status route.
+
+    `status` builds the status document; by default status.snapshot of the driver's
+    registry and leases, uptime counted from now (a driver without them: 404 there).
+    """
     table = handlers(driver)
+    source = status if status is not None else source_for(driver, time.time())
 
     async def dispatch(request: web.Request) -> web.Response:
         method = request.match_info["method"]
@@ -217,8 +230,26 @@ def make_app(driver: DriverLike) -> web.Application:
                     quote_for_log(data.decode(), TRACE_BODY_LIMIT))
         return _reply(status, data)
 
+    async def status_route(request: web.Request) -> web.Response:
+        try:
+            if request.method not in ("GET", "HEAD"):
+                raise WrongVerbError(f"{STATUS_PATH} answers GET only, not "
+                                     f"{quote_for_log(request.method)}")
+            if source is None:
+                raise UnknownMethodError("this plugin has no status to show")
+            status_code, data = 200, _encode(source())
+        except NetDhcpError as err:
+            status_code, data = status_for(err), _encode({"Err": _error_text(err)})
+        except Exception as err:
+            LOG.exception("%s: unexpected error", STATUS_PATH)
+            status_code = 500
+            data = _encode({"Err": f"net-dhcp internal error in {STATUS_PATH}: "
+                                   f"{type(err).__name__}: {_error_text(err)}"})
+        return web.Response(status=status_code, body=data, content_type=STATUS_CONTENT_TYPE)
+
     # Above MAX_BODY so that read_body, not aiohttp's plain-text 413, decides.
     app = web.Application(client_max_size=2 * MAX_BODY)
+    app.router.add_route("*", STATUS_PATH, status_route)
     # Every path and verb reaches dispatch, so even a stray request gets a JSON answer.
     app.router.add_route("*", r"/{method:[\s\S]*}", dispatch)
     return app

@@ -1,7 +1,12 @@
 """The `net-dhcp` command: parse arguments, set up logging, delegate.
 
+`serve` runs the plugin. `status` and `leases` ask the running plugin on its socket
+(`GET /net-dhcp/status`, root only); `leases` falls back to the state database, read-only,
+when it is not running. `doctor` checks bridges for the causes of lease timeouts. Every
+command but `serve` takes --json; exit statuses are in exits.py (and `--help`).
+
 Importing this module stays cheap (no aiohttp, no pyroute2): the daemon is imported only
-when `serve` runs.
+when `serve` runs, pyroute2 only when `doctor` does.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from . import exits
 from .dhcp4.timing import RENEW_RETRY_MIN_S, Timing
 from .errors import NetDhcpError
 from .logs import setup_logging
@@ -23,6 +30,22 @@ DEFAULT_STATE_DIR = "/var/lib/net-dhcp"
 DAY_S = 86400.0
 MIN_SWEEP_S = 1.0
 MIN_RENEW_RETRY_S = 0.5
+MAX_WAIT_S = 600.0
+
+COMMANDS_HELP = """\
+commands:
+  serve    run the plugin (as root)
+  status   is the plugin up: pid, version, uptime, networks, endpoints by state,
+           renewals and failures so far
+  leases   a table of the containers' leases: container, network, MAC, IPv4, IPv6,
+           host name, state, time to expiry
+  doctor   check bridges for every known cause of lease timeouts, each finding with
+           its fix
+
+status and leases ask the running plugin on its socket (root only); with the plugin
+stopped, leases reads the state database instead, read-only.
+
+""" + exits.HELP
 
 
 def seconds(low: float, high: float) -> Callable[[str], float]:
@@ -47,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="net-dhcp",
         description="Docker network plugin: containers get addresses from the LAN's DHCP server.",
+        epilog=COMMANDS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the plugin (as root)")
@@ -83,13 +107,185 @@ def _parser() -> argparse.ArgumentParser:
                    default=math.inf, metavar="SECONDS",
                    help="longest wait between renewal retransmissions (default: none, "
                         "RFC 2131 waits half the remaining time)")
+    _add_status(sub)
+    _add_leases(sub)
+    _add_doctor(sub)
     return p
+
+
+def _state_dir_default() -> str:
+    return os.environ.get("NET_DHCP_STATE_DIR", DEFAULT_STATE_DIR)
+
+
+def _socket_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--socket", metavar="PATH",
+                   help=f"the plugin's socket (default {DEFAULT_SOCKET}; if it is not there, "
+                        "the one managed plugin's /run/docker/plugins/*/net-dhcp.sock)")
+    p.add_argument("--timeout", type=seconds(0.1, MAX_WAIT_S), default=10.0,
+                   metavar="SECONDS", help="how long to wait for the plugin's answer "
+                                           "(default 10)")
+
+
+def _subparser(sub: Any, name: str, help_text: str, description: str) -> Any:
+    return sub.add_parser(name, help=help_text, description=description,
+                          epilog=exits.HELP,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _add_status(sub: Any) -> None:
+    p = _subparser(sub, "status", "is the plugin running; its networks and endpoints",
+                   "Ask the running plugin: pid, version, uptime, its networks, its "
+                   "endpoints by state, renewals and failures so far. Exit 3 if it is not "
+                   "running.")
+    _socket_arg(p)
+    p.add_argument("--json", action="store_true", help="print the status document as JSON")
+
+
+def _add_leases(sub: Any) -> None:
+    p = _subparser(sub, "leases", "the containers' leases, as a table",
+                   "One row per endpoint: container (name), network, MAC, IPv4, IPv6, host "
+                   "name, state, time to expiry. From the running plugin; when it is not "
+                   "running, from its state database, read-only (said on standard error; "
+                   "states are then unknown).")
+    _socket_arg(p)
+    p.add_argument("--state-dir", default=_state_dir_default(), metavar="DIR",
+                   help="the state directory to read when the plugin is not running (env "
+                        f"NET_DHCP_STATE_DIR, default {DEFAULT_STATE_DIR})")
+    p.add_argument("--network", action="append", default=[], metavar="NETWORK",
+                   help="only this network: Docker name, bridge, or ID (a prefix will do); "
+                        "repeat for several")
+    p.add_argument("--container", action="append", default=[], metavar="CONTAINER",
+                   help="only this container: name, host name, or container or endpoint ID "
+                        "(a prefix will do); repeat for several")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+
+
+def _add_doctor(sub: Any) -> None:
+    p = _subparser(sub, "doctor", "check bridges for the causes of lease timeouts",
+                   "Check each BRIDGE (default: the bridges of the plugin's networks) for "
+                   "every known cause of lease timeouts: bridge missing or down, no port "
+                   "besides net-dhcp's, STP, VLAN filtering, MAC not pinned, iptables or "
+                   "nftables dropping bridged DHCP, and no DHCP server answering a DISCOVER "
+                   "sent from a throwaway port on the bridge. Each finding is printed with "
+                   "its fix. Read-only, but for the probe port, which is removed again. "
+                   "Needs root for the firewall and the probe (skipped without).")
+    p.add_argument("bridge", nargs="*", metavar="BRIDGE", help="bridge(s) to check")
+    p.add_argument("--timeout", type=seconds(0.5, MAX_WAIT_S), default=8.0, metavar="SECONDS",
+                   help="how long the probe waits for a DHCP server's offer (default 8)")
+    p.add_argument("--no-probe", action="store_true", help="do not send a DISCOVER")
+    p.add_argument("--socket", metavar="PATH",
+                   help="the plugin's socket, to find its bridges when none is given")
+    p.add_argument("--state-dir", default=_state_dir_default(), metavar="DIR",
+                   help="the state directory, to find the bridges when none is given and "
+                        "the plugin is not running")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
+
+
+def _print_json(doc: object) -> None:
+    from .cli_output import to_json
+
+    print(to_json(doc))
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .status_client import fetch_status, find_socket
+    from .status_view import render
+
+    path = find_socket(args.socket)
+    try:
+        doc = fetch_status(path, args.timeout)
+    except exits.NotRunning as err:
+        if args.json:
+            _print_json({"running": False, "socket": str(path), "error": str(err)})
+        else:
+            print(f"not running: {err}")
+        return exits.NOT_RUNNING
+    if args.json:
+        _print_json({"running": True, "socket": str(path), **doc})
+    else:
+        print(render(doc, str(path)))
+    return exits.OK
+
+
+def _leases(args: argparse.Namespace) -> int:
+    from . import leases_view
+    from .status_client import fetch_status, find_socket
+
+    path = find_socket(args.socket)
+    head: dict[str, Any]
+    try:
+        doc = fetch_status(path, args.timeout)
+        head = {"source": "plugin", "socket": str(path)}
+    except exits.NotRunning as err:
+        from . import state_file
+
+        doc = state_file.read(Path(args.state_dir))
+        head = {"source": "state-file", "state_db": doc["state_db"]}
+        print(f"net-dhcp is not running ({err}): showing its state database "
+              f"{doc['state_db']}, read-only (states unknown, container names not known)",
+              file=sys.stderr)
+    rows = leases_view.select(doc["endpoints"], networks=args.network,
+                              containers=args.container)
+    if args.json:
+        _print_json({**head, "now": doc.get("now"), "leases": rows})
+    else:
+        print(leases_view.render(rows))
+    return exits.OK
+
+
+def _known_bridges(args: argparse.Namespace) -> list[str]:
+    """The bridges of the plugin's networks: from the plugin, else its state database."""
+    from .status_client import fetch_status, find_socket
+
+    try:
+        doc = fetch_status(find_socket(args.socket))
+    except exits.NotRunning as err:
+        from . import state_file
+
+        try:
+            doc = state_file.read(Path(args.state_dir))
+        except exits.NotRunning as none:
+            raise exits.UsageError(f"name the bridge(s) to check: the plugin is not running "
+                                   f"({err}), and there is {none}") from None
+    bridges = [str(n.get("bridge")) for n in doc.get("networks") or [] if n.get("bridge")]
+    if not bridges:
+        raise exits.UsageError("name the bridge(s) to check: the plugin has no network")
+    return list(dict.fromkeys(bridges))
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    bridges = list(dict.fromkeys(args.bridge)) or _known_bridges(args)
+    from . import doctor
+
+    reports = asyncio.run(doctor.diagnose_all(bridges, probe=not args.no_probe,
+                                              timeout_s=args.timeout))
+    if args.json:
+        _print_json(doctor.to_json(reports))
+    else:
+        if os.geteuid() != 0:
+            print("not root: the firewall and DHCP checks are skipped\n")
+        print(doctor.render(reports))
+    return exits.PROBLEMS if any(r.problems for r in reports) else exits.OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "status": _status, "leases": _leases, "doctor": _doctor}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `net-dhcp` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command in COMMANDS:
+        try:
+            return COMMANDS[args.command](args)
+        except exits.CommandError as err:
+            if getattr(args, "json", False):
+                _print_json({"error": str(err)})
+            print(f"net-dhcp {args.command}: {err}", file=sys.stderr)
+            return err.exit_code
+        except KeyboardInterrupt:
+            return 130
     if args.command == "serve":
         if args.renew_retry_max < args.renew_retry_min:
             parser.error(f"--renew-retry-max {args.renew_retry_max:g} is below "

@@ -42,6 +42,17 @@ KEEPER_STOP_S = 2.0
 ATTACH_TRIES = 5
 
 
+@dataclass(frozen=True)
+class KeeperCounts:
+    """Renewals (replies that extended a lease) and failed keeper steps, of either family."""
+
+    renewals: int = 0
+    failures: int = 0
+
+    def __add__(self, other: KeeperCounts) -> KeeperCounts:
+        return KeeperCounts(self.renewals + other.renewals, self.failures + other.failures)
+
+
 @dataclass
 class _Running:
     task: asyncio.Task[None]
@@ -50,6 +61,16 @@ class _Running:
     keeper6: Lease6Keeper | None = None
     netns: int | None = None
     """The identity of the namespace the keeper attached in (netlink.netns_inode)."""
+    past: KeeperCounts = KeeperCounts()
+    """What this run's earlier keepers counted (before it followed a renamed interface)."""
+
+    def counts(self) -> KeeperCounts:
+        """Everything this run's keepers counted, the current ones included."""
+        total = self.past
+        for k in (self.keeper, self.keeper6):
+            if k is not None:
+                total += KeeperCounts(k.renewals, k.failures)
+        return total
 
 
 class LeaseSupervisor:
@@ -61,6 +82,29 @@ class LeaseSupervisor:
         self.timing = timing
         self.timing6 = timing6
         self._running: dict[str, _Running] = {}
+        self._retired = KeeperCounts()
+        """What the keepers of runs that ended (Leave, teardown, a new Join) counted."""
+
+    # ---- read-only counters (the status route) -------------------------------------------
+    def counts(self, ep: Endpoint) -> KeeperCounts:
+        """The endpoint's renewals and keeper failures since it joined (or was re-adopted)."""
+        run = self._running.get(ep.id)
+        return run.counts() if run is not None else KeeperCounts()
+
+    def totals(self) -> KeeperCounts:
+        """Renewals and keeper failures of every keeper this process ran, stopped or not."""
+        total = self._retired
+        for run in self._running.values():
+            total += run.counts()
+        return total
+
+    def keeping(self, ep: Endpoint) -> bool:
+        """Whether a keeper task runs for the endpoint (attached yet or not)."""
+        run = self._running.get(ep.id)
+        return run is not None and not run.task.done()
+
+    def _retire(self, run: _Running) -> None:
+        self._retired += run.counts()
 
     def keeper(self, ep: Endpoint) -> LeaseKeeper | None:
         """The endpoint's running IPv4 keeper, once it has attached to the interface."""
@@ -85,6 +129,9 @@ class LeaseSupervisor:
             LOG.info("endpoint %s: joined %s without leaving %s; moving its keeper",
                      ep.id[:12], ep.sandbox, run.sandbox)
             await self._cancel(ep)
+        finished = self._running.pop(ep.id, None)  # its keeper stopped by itself
+        if finished is not None:
+            self._retire(finished)
         task = asyncio.create_task(self._keep(ep, ep.sandbox), name=f"keeper:{ep.id[:12]}")
         task.add_done_callback(_log_task_failure)
         self._running[ep.id] = _Running(task, ep.sandbox)
@@ -149,6 +196,7 @@ class LeaseSupervisor:
                 keeper6 = self._keeper6(ep, where, sock6, ep.lease6)
             run = self._running.get(ep.id)
             if run is not None:
+                run.past = run.counts()  # the keepers being replaced, if any
                 run.keeper, run.keeper6 = keeper, keeper6
                 run.netns = netlink.netns_inode(where)
             LOG.info("endpoint %s: keeping %s on %s in %s (renew in %.0fs)", ep.id[:12],
@@ -234,6 +282,7 @@ class LeaseSupervisor:
         run = self._running.pop(ep.id, None)
         if run is None:
             return
+        self._retire(run)
         run.task.cancel()
         # Never let a keeper that fails to stop block Leave or DeleteEndpoint.
         done, _ = await asyncio.wait({run.task}, timeout=KEEPER_STOP_S)
@@ -375,6 +424,7 @@ class LeaseSupervisor:
                 await self._cancel(ep)
             else:
                 run = self._running.pop(endpoint_id)
+                self._retire(run)
                 run.task.cancel()
 
 

@@ -174,6 +174,8 @@ class Reconciler:
                     continue
                 LOG.warning("recovered network %s (%s) from Docker's copy of its options",
                             net_id[:12], summary.get("Name"))
+            if summary.get("Name"):
+                self.driver.registry.name_network(net_id, str(summary["Name"]))
             net = await self.docker.get(f"/networks/{net_id}")
             for cid, c in (net.get("Containers") or {}).items():
                 eid = c.get("EndpointID", "")
@@ -222,12 +224,15 @@ class Reconciler:
             LOG.warning("container %s: host name %r is not a valid DHCP host name (RFC 1123); "
                         "not sending it", container_id[:12], hostname)
             hostname = None
-        nets = ((info.get("NetworkSettings") or {}).get("Networks") or {}).values()
-        for n in nets:
+        name = str(info.get("Name") or "").lstrip("/") or None
+        nets = (info.get("NetworkSettings") or {}).get("Networks") or {}
+        for net_name, n in nets.items():
             ep = self.driver.registry.endpoints.get(n.get("EndpointID", ""))
             if ep is None:
                 continue
-            self.driver.registry.set_container(ep, str(info.get("Id", container_id)), hostname)
+            self.driver.registry.set_container(ep, str(info.get("Id", container_id)), hostname,
+                                               name=name)
+            self.driver.registry.name_network(ep.network_id, str(net_name))
             wanted = ep.wanted_hostname
             LOG.info("endpoint %s belongs to container %s (host name %s)", ep.id[:12],
                      container_id[:12], wanted)

@@ -29,6 +29,8 @@ class Network:
 
     id: str
     options: NetworkOptions
+    name: str | None = None
+    """Docker's name for it, once the reconciler has seen it (memory only; for status)."""
 
 
 @dataclass
@@ -46,6 +48,8 @@ class Endpoint:
     lease6: Lease6 | None = None
     container_id: str | None = None
     hostname: str | None = None
+    container_name: str | None = None
+    """Docker's name of the container, once the reconciler learnt it (memory only)."""
     released: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     known_since: float = field(default_factory=time.monotonic)
@@ -182,10 +186,20 @@ class Registry:
         self.store.set_joined(ep.id, sandbox, sandbox is not None)
         ep.sandbox = sandbox
 
-    def set_container(self, ep: Endpoint, container_id: str, hostname: str | None) -> None:
-        """Record which container owns the endpoint, and its host name."""
+    def set_container(self, ep: Endpoint, container_id: str, hostname: str | None,
+                      name: str | None = None) -> None:
+        """Record which container owns the endpoint, and its host name (stored), and its
+        Docker name (memory only, for `net-dhcp status`)."""
         self.store.set_container(ep.id, container_id, hostname)
         ep.container_id, ep.hostname = container_id, hostname
+        if name is not None:
+            ep.container_name = name
+
+    def name_network(self, network_id: str, name: str) -> None:
+        """Remember Docker's name for a network (memory only, for `net-dhcp status`)."""
+        net = self.networks.get(network_id)
+        if net is not None:
+            net.name = name
 
     def forget_endpoint(self, ep: Endpoint) -> None:
         """Forget an endpoint. Memory forgets even if the store cannot (the row is then

@@ -1,0 +1,204 @@
+"""Does a DHCP server answer on a bridge? A DISCOVER from a throwaway port, for `doctor`.
+
+A veth pair of unique names (`ndp<hex>h`, `ndp<hex>c`) is made, its host end put on the
+bridge like a container's, and the product's own DHCP socket (dhcp4/sockets.py) sends
+DISCOVERs from the other end until an OFFER comes or the time is up; the offers of every
+server that answers within a short while after the first are kept. No REQUEST is sent,
+so no lease is taken. The pair is deleted in every case (finally), even when cancelled.
+
+Care for the bridge: the host end's MAC begins with fe:, above any real NIC's, so a
+bridge whose MAC is not pinned (it takes its ports' lowest) does not change it because
+of the probe; both ends have IPv6 off, so the probe sends nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from . import netlink
+from .dhcp4 import codec
+from .dhcp4.sockets import DhcpSocket, open_dhcp_socket
+
+LOG = logging.getLogger(__name__)
+
+PREFIX = "ndp"
+"""Names of probe interfaces: ndp<6 hex>h (on the bridge) and ndp<6 hex>c (the client)."""
+SETTLE_S = 0.5
+"""After the first OFFER, how long other servers' offers are still collected."""
+RETRY_S = (1.0, 2.0, 4.0, 8.0)
+"""Waits between DISCOVERs (then 8 s until the deadline)."""
+FORWARDING = "3"
+"""brport/state of a bridge port that passes frames (BR_STATE_FORWARDING)."""
+SYS = Path("/sys")
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One server's answer."""
+
+    server: IPv4Address
+    address: IPv4Address
+    server_mac: str
+    after_s: float
+
+
+@dataclass
+class ProbeResult:
+    """What the probe saw; `offers` from distinct servers, first one first."""
+
+    port: str
+    discovers: int = 0
+    offers: list[Offer] = field(default_factory=list)
+    waited_s: float = 0.0
+    forwarding: bool = True
+    """False if the probe port never reached the forwarding state (STP)."""
+
+
+def names() -> tuple[str, str]:
+    """Fresh (host end, client end) names."""
+    tag = secrets.token_hex(3)
+    return f"{PREFIX}{tag}h", f"{PREFIX}{tag}c"
+
+
+def _mac(first: int) -> bytes:
+    return bytes((first,)) + os.urandom(5)
+
+
+def _no_ipv6(ifname: str) -> None:
+    with contextlib.suppress(OSError):
+        (PROC / "sys/net/ipv6/conf" / ifname / "disable_ipv6").write_text("1")
+
+
+def _create(bridge: str, host_if: str, client_if: str, client_mac: bytes) -> None:
+    """The pair, host end on `bridge`, both up (blocking). Deletes what it made on error."""
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=bridge)
+        if not found:
+            raise OSError(f"bridge {bridge} is gone")
+        ipr.link("add", ifname=host_if, kind="veth",
+                 address=codec.mac_to_str(_mac(0xFE)),
+                 peer={"ifname": client_if, "address": codec.mac_to_str(client_mac)})
+        try:
+            _no_ipv6(host_if)
+            _no_ipv6(client_if)
+            host = ipr.link_lookup(ifname=host_if)[0]
+            client = ipr.link_lookup(ifname=client_if)[0]
+            ipr.link("set", index=host, master=found[0], state="up")
+            ipr.link("set", index=client, state="up")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                ipr.link("del", ifname=host_if)
+            raise
+
+
+def _forwarding(host_if: str) -> bool:
+    try:
+        return (SYS / "class/net" / host_if / "brport/state").read_text().strip() == FORWARDING
+    except OSError:
+        return False
+
+
+async def _wait_forwarding(host_if: str, deadline: float) -> bool:
+    loop = asyncio.get_running_loop()
+    while not _forwarding(host_if):
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def _judge(msg: codec.DhcpMessage, xid: int) -> tuple[IPv4Address, IPv4Address] | None:
+    if msg.xid != xid or msg.message_type is not codec.MessageType.OFFER:
+        return None
+    server = msg.server_id
+    if server is None:
+        return None
+    return server, msg.yiaddr
+
+
+async def _discover(sock: DhcpSocket, result: ProbeResult, deadline: float) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    xid = int.from_bytes(os.urandom(4), "big")
+    msg = codec.discover(xid=xid, chaddr=sock.mac, client_id=codec.client_id_for_mac(sock.mac))
+    servers: set[IPv4Address] = set()
+    waits = list(RETRY_S)
+    next_send = loop.time()
+    settle_until: float | None = None
+    while True:
+        now = loop.time()
+        end = min(deadline, settle_until) if settle_until is not None else deadline
+        if now >= end:
+            break
+        if settle_until is None and now >= next_send:
+            sock.send(msg)
+            result.discovers += 1
+            next_send = now + (waits.pop(0) if waits else RETRY_S[-1])
+        wake = min(end, next_send) if settle_until is None else end
+        try:
+            async with asyncio.timeout(max(0.0, wake - loop.time())):
+                reply, mac = await sock.recv()
+        except TimeoutError:
+            continue
+        got = _judge(reply, xid)
+        if got is None or got[0] in servers:
+            continue
+        servers.add(got[0])
+        result.offers.append(Offer(got[0], got[1], codec.mac_to_str(mac),
+                                   round(loop.time() - started, 3)))
+        if settle_until is None:
+            settle_until = loop.time() + SETTLE_S
+    result.waited_s = round(loop.time() - started, 3)
+
+
+async def probe(bridge: str, timeout_s: float) -> ProbeResult:
+    """DISCOVER on `bridge` for up to `timeout_s` (see the module docstring). OSError if
+    the probe port cannot be made (not root, the bridge vanished)."""
+    host_if, client_if = names()
+    result = ProbeResult(port=host_if)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    client_mac = _mac(0x02)
+    sock: DhcpSocket | None = None
+    try:
+        await asyncio.to_thread(_create, bridge, host_if, client_if, client_mac)
+        result.forwarding = await _wait_forwarding(host_if, deadline)
+        if not result.forwarding:
+            return result
+        sock = await asyncio.to_thread(open_dhcp_socket, client_if, with_sink=False)
+        sock.start()
+        await _discover(sock, result, deadline)
+        return result
+    finally:
+        if sock is not None:
+            sock.close()
+        await _remove(host_if, client_if)
+
+
+async def _remove(host_if: str, client_if: str) -> None:
+    """Delete the pair, shielded from cancellation (Ctrl-C must not leave it behind)."""
+    async def both() -> None:
+        for name in (host_if, client_if):
+            try:
+                if await netlink.delete_link(name):
+                    return
+            except Exception as err:  # noqa: BLE001 - say so, then try the other end
+                LOG.warning("could not delete probe interface %s: %s", name, err)
+    task: asyncio.Task[Any] = asyncio.ensure_future(both())
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
