@@ -206,6 +206,10 @@ def skip_dad(ifname: str) -> None:
         (IPV6_CONF / ifname / "accept_dad").write_text("0")
     except FileNotFoundError:
         LOG.debug("no IPv6 on %s: not touching DAD", ifname)
+    except OSError as err:
+        # A managed plugin sees /proc/sys read-only: DAD then runs (1-2 s), and DHCPv6
+        # waits for the link-local address (dhcp6/sockets.py).
+        LOG.debug("cannot skip DAD on %s (%s): DHCPv6 waits for it", ifname, err.strerror)
 
 
 def _create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None,
