@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Install what the tests need and (re)build .venv. Idempotent; run as root; quiet on success.
 #   - system packages (Debian): dockerd, dnsmasq, static busybox, iproute2, iptables, kmod, make,
-#     python3 with venv
+#     python3 with venv, docker-compose (Compose v1, 1.29), docker-registry and debootstrap (the
+#     managed plugin's build)
+#   - Docker 28.5 (dockerd, CLI, containerd, Compose v2) from Debian forky, unpacked into a
+#     private directory by scripts/docker28.sh (nothing installed system-wide); skipped when
+#     NET_DHCP_ENGINES names no 28 engine (e.g. NET_DHCP_ENGINES=20.10)
 #   - .venv with python3 (>= 3.11) and `pip install -e '.[test]'`, redone only when
 #     pyproject.toml changed since the last successful install (hash kept in .venv).
-# Environment: PYTHON (default python3) picks the interpreter for a new .venv.
+# Environment: PYTHON (default python3) picks the interpreter for a new .venv;
+# NET_DHCP_ENGINES (see tests/conftest.py); NET_DHCP_DOCKER28_DIR (see scripts/docker28.sh).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -31,9 +36,11 @@ static_busybox() {
 }
 
 missing=()
-for cmd in dockerd dnsmasq ip iptables modprobe make; do
+for cmd in dockerd dnsmasq ip iptables modprobe make docker-registry debootstrap dpkg-deb; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
 done
+# Compose v1 at the path the tests use (a docker-compose v2 elsewhere on PATH is not it).
+[ -x /usr/bin/docker-compose ] || missing+=("docker-compose")
 static_busybox || missing+=("busybox-static")
 # A Python that can make a venv (Debian's python3 needs python3-venv for ensurepip).
 "${PYTHON:-python3}" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=("python3-venv")
@@ -44,12 +51,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     quiet apt-get update
     quiet apt-get install -y --no-install-recommends \
-        docker.io dnsmasq-base busybox-static iproute2 iptables kmod make python3 python3-venv
-    for cmd in dockerd dnsmasq ip iptables; do
+        docker.io dnsmasq-base busybox-static iproute2 iptables kmod make python3 python3-venv \
+        docker-compose docker-registry debootstrap dpkg
+    for cmd in dockerd dnsmasq ip iptables docker-registry debootstrap; do
         command -v "$cmd" >/dev/null 2>&1 || die "$cmd still missing after apt-get install"
     done
+    [ -x /usr/bin/docker-compose ] \
+        || die "/usr/bin/docker-compose still missing after apt-get install"
     static_busybox || die "/bin/busybox is still not a static busybox after apt-get install"
 fi
+
+# Docker 28.5 beside the system's 20.10 (quiet when already unpacked).
+engines="${NET_DHCP_ENGINES:-28.5}"
+case ",${engines// /,}," in
+    *,28*|*,docker28*) bash scripts/docker28.sh || die "scripts/docker28.sh failed" ;;
+esac
 
 python="${PYTHON:-python3}"
 venv=.venv

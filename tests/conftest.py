@@ -7,6 +7,14 @@ Function scope: ``lan`` (a factory: ``lan(**DhcpLan kwargs) -> DhcpLan``, all cl
 for leaks at teardown), ``docker_cleanup`` (``net_create(...)`` and ``run(...)`` helpers whose
 networks and containers are removed at teardown).
 
+Two engines: every test under tests/e2e runs on each engine of
+:func:`tests.lab.selected_engines` (Docker 20.10, the system's daemon, and Docker 28.5, the
+private daemon of :func:`tests.lab.ensure_docker28`; ``NET_DHCP_ENGINES=20.10`` or ``28.5`` picks
+one), through a session-scoped parameter of ``dockerd`` (ids ``docker20``, ``docker28``): all
+20.10 tests run first, then all 28.5 ones, and ``docker_cleanup``, ``image``, ``plugin`` and
+``fresh_plugin`` follow the engine (its socket, its CLI, ``--docker-socket`` for the plugin).
+Other tiers use 20.10. Daemons the session started are stopped at its end.
+
 Nothing here is autouse: tests under tests/unit need neither root nor docker. Fixtures that
 need root skip when not root; missing tools fail loudly (scripts/setup.sh installs them).
 Tests under tests/integration and tests/e2e get the ``integration`` / ``e2e`` marker.
@@ -24,13 +32,16 @@ from typing import Any
 import pytest
 
 from tests.lab import (
+    ENGINE20,
     DhcpLan,
     DockerdHandle,
+    Engine,
     LabError,
     Plugin,
     docker,
-    ensure_dockerd,
+    ensure_engine,
     ensure_image,
+    selected_engines,
     tail,
 )
 
@@ -42,6 +53,18 @@ def require_root() -> None:
     """Skip the calling test unless running as root."""
     if os.geteuid() != 0:
         pytest.skip("needs root (bridges, network namespaces, iptables, dnsmasq, dockerd)")
+
+
+def _is_e2e(path: object) -> bool:
+    return (_HERE / "e2e") in Path(str(path)).resolve().parents
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every end-to-end test that uses a dockerd runs once per selected engine."""
+    if "dockerd" in metafunc.fixturenames and _is_e2e(metafunc.definition.path):
+        engines = selected_engines()
+        metafunc.parametrize("dockerd", engines, indirect=True, scope="session",
+                             ids=[e.id for e in engines])
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -77,29 +100,62 @@ def pytest_runtest_makereport(
 # --------------------------------------------------------------------------- session
 
 
+class EngineDaemons:
+    """The session's daemons, one per engine, each started (or found running) on first use;
+    ``close()`` stops those the session started."""
+
+    def __init__(self) -> None:
+        self.handles: dict[str, DockerdHandle] = {}
+
+    def get(self, engine: Engine) -> DockerdHandle:
+        if engine.name not in self.handles:
+            self.handles[engine.name] = ensure_engine(engine)
+        return self.handles[engine.name]
+
+    def close(self) -> None:
+        for handle in reversed(list(self.handles.values())):
+            handle.stop()
+        self.handles.clear()
+
+
 @pytest.fixture(scope="session")
-def dockerd() -> Iterator[DockerdHandle]:
-    """A dockerd on the default socket (started if none answers, then stopped at the end)."""
-    require_root()
-    handle = ensure_dockerd()
+def engine_daemons() -> Iterator[EngineDaemons]:
+    """Every engine's daemon the session used; those it started are stopped at its end."""
+    daemons = EngineDaemons()
     try:
-        yield handle
+        yield daemons
     finally:
-        handle.stop()
+        daemons.close()
+
+
+@pytest.fixture(scope="session")
+def dockerd(request: pytest.FixtureRequest, engine_daemons: EngineDaemons) -> DockerdHandle:
+    """The engine's dockerd: Docker 20.10 on the default socket, or (tests/e2e, parametrized)
+    the private 28.5 daemon; started if none answers, then stopped at the session's end."""
+    require_root()
+    engine: Engine = getattr(request, "param", ENGINE20)
+    return engine_daemons.get(engine)
+
+
+def docker_socket_args(handle: DockerdHandle) -> list[str]:
+    """``--docker-socket PATH`` for a plugin of a daemon on another than the default socket."""
+    return [] if handle.host is None else ["--docker-socket", str(handle.engine.socket_path)]
 
 
 @pytest.fixture(scope="session")
 def image(dockerd: DockerdHandle) -> str:
     """The busybox test image (``docker import``-ed if missing)."""
-    return ensure_image()
+    return ensure_image(host=dockerd.host)
 
 
 @pytest.fixture(scope="session")
 def plugin(dockerd: DockerdHandle) -> Iterator[Plugin]:
-    """The plugin under test, one per session; its name is the Docker driver name."""
+    """The plugin under test, one per session and engine; its name is the Docker driver name.
+    It asks the engine's daemon for what only the Docker API knows (host names, live
+    endpoints)."""
     require_root()
     # Short retransmission and sweep intervals so renewal and clean-up tests finish fast.
-    p = Plugin(extra_args=PLUGIN_TEST_ARGS)
+    p = Plugin(extra_args=[*PLUGIN_TEST_ARGS, *docker_socket_args(dockerd)])
     try:
         p.start()
         yield p
@@ -116,7 +172,8 @@ PluginFactory = Callable[..., Plugin]
 @pytest.fixture
 def fresh_plugin(dockerd: DockerdHandle) -> Iterator[PluginFactory]:
     """``fresh_plugin(*extra_args)`` starts a plugin of the test's own (a new driver name,
-    state dir and log) with the session's test arguments; all are closed at teardown.
+    state dir and log) with the session's test arguments and the engine's Docker socket
+    (a ``--docker-socket`` in ``extra_args`` comes later and wins); all are closed at teardown.
 
     List it before ``docker_cleanup`` so the plugin outlives the containers' removal.
     """
@@ -124,7 +181,7 @@ def fresh_plugin(dockerd: DockerdHandle) -> Iterator[PluginFactory]:
     made: list[Plugin] = []
 
     def make(*extra_args: str) -> Plugin:
-        p = Plugin(extra_args=[*PLUGIN_TEST_ARGS, *extra_args])
+        p = Plugin(extra_args=[*PLUGIN_TEST_ARGS, *docker_socket_args(dockerd), *extra_args])
         made.append(p)
         p.start()
         return p
@@ -170,9 +227,11 @@ def lan() -> Iterator[LanFactory]:
 class DockerCleanup:
     """Creates Docker networks and containers for a test and removes them afterwards."""
 
-    def __init__(self, default_driver: Callable[[], str], host: str | None = None) -> None:
+    def __init__(self, default_driver: Callable[[], str], host: str | None = None,
+                 engine: Engine = ENGINE20) -> None:
         self._default_driver = default_driver
         self.host = host
+        self.engine = engine
         self.networks: list[str] = []
         self.containers: list[str] = []
 
@@ -214,7 +273,11 @@ class DockerCleanup:
             mac: str | None = None, detach: bool = False, rm: bool | None = None,
             init: bool = True, args: Sequence[str] = (), check: bool = True,
             timeout: float = 120.0) -> ContainerRun:
-        """``docker run`` a container (tracked for removal); ``rm`` defaults to not ``detach``."""
+        """``docker run`` a container (tracked for removal); ``rm`` defaults to not ``detach``.
+
+        ``mac`` with ``network``: ``--network NET --mac-address MAC`` on 20.10 (API 1.41, where
+        the 28 CLI refuses that pair), ``--network name=NET,mac-address=MAC`` on engines with
+        a MAC per network (API >= 1.44)."""
         name = self.track_container(name or f"nd-ctr-{secrets.token_hex(4)}")
         argv = ["run", "--name", name]
         if detach:
@@ -223,10 +286,13 @@ class DockerCleanup:
             argv.append("--rm")
         if init:
             argv.append("--init")
-        if network:
-            argv += ["--network", network]
-        if mac:
-            argv += ["--mac-address", mac]
+        if network and mac and self.engine.mac_per_network:
+            argv += ["--network", f"name={network},mac-address={mac}"]
+        else:
+            if network:
+                argv += ["--network", network]
+            if mac:
+                argv += ["--mac-address", mac]
         res = self.docker(*argv, *args, image, *cmd, check=check, timeout=timeout)
         return ContainerRun(res.args, res.returncode, res.stdout, res.stderr, name=name)
 
@@ -272,7 +338,7 @@ def docker_cleanup(request: pytest.FixtureRequest, dockerd: DockerdHandle,
         assert isinstance(p, Plugin)
         return p.name
 
-    tracker = DockerCleanup(default_driver, host=dockerd.host)
+    tracker = DockerCleanup(default_driver, host=dockerd.host, engine=dockerd.engine)
     try:
         yield tracker
     finally:

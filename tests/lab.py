@@ -4,7 +4,9 @@ Used by the pytest fixtures in ``tests/conftest.py`` and from the command line::
 
     python -m tests.lab demo      # dockerd, image, LAN, plugin, two `docker run`s; teardown
     python -m tests.lab lan       # hold a LAN (bridge + dnsmasq) until Ctrl-C, for manual testing
-    python -m tests.lab image     # build the busybox test image if it is missing
+    python -m tests.lab image     # build the busybox test image if it is missing (--engine 28.5)
+    python -m tests.lab docker28  # start the private Docker 28.5 daemon (left running)
+    python -m tests.lab docker28-stop  # stop it, unmount what it mounted, delete its bridge
     python -m tests.lab cleanup   # remove lab bridges/namespaces/rules a crashed run left behind
 
 Everything needs root except importing this module. Commands (``ip``, ``iptables``, ``dnsmasq``,
@@ -15,14 +17,29 @@ Public API
 ``sh(*args, check=True, timeout=60.0, input=None, env=None) -> CompletedProcess[str]``
     Run a command (text, captured). A failure raises :class:`CommandError` carrying stderr.
 ``docker(*args, check=True, timeout=120.0, host=None, input=None) -> CompletedProcess[str]``
-    The Docker CLI: :data:`DOCKER` is ``/usr/bin/docker`` (the 20.10 client that matches
-    Debian's dockerd and accepts ``--mac-address`` with ``--network``) when it exists.
-``ensure_dockerd(timeout=60.0, *, host=None, extra_args=()) -> DockerdHandle``
+    The Docker CLI for ``host`` (``docker_client(host)``): :data:`DOCKER` is ``/usr/bin/docker``
+    (the 20.10 client that matches Debian's dockerd and accepts ``--mac-address`` with
+    ``--network``) when it exists; :data:`DOCKER28_HOST` gets the unpacked 28.5 client, and
+    ``register_docker_client(host, client)`` names the client for another private daemon.
+``ensure_dockerd(timeout=60.0, *, host=None, extra_args=(), engine=None) -> DockerdHandle``
     Reuse the dockerd on the default socket (or ``host``), or start one; ``handle.stop()``
     stops only a dockerd this call started. ``handle.started``, ``handle.host``,
-    ``handle.log_file``, ``handle.log_tail()``. Never starts a second default dockerd.
-``ensure_image(name=IMAGE) -> str``
-    Build the busybox image with ``docker import`` if it is missing (or from an older lab).
+    ``handle.engine``, ``handle.log_file``, ``handle.log_tail()``. Never starts a second
+    default dockerd. ``engine`` (default :data:`ENGINE20`) picks the dockerd binary and PATH.
+Engines: ``Engine(name, id, dockerd, client, host, bin_dirs, mac_per_network)``;
+    :data:`ENGINE20` (the system's dockerd 20.10 on the default socket, id ``docker20``) and
+    :data:`ENGINE28` (Docker 28.5 from Debian forky, unpacked by scripts/docker28.sh into
+    :data:`DOCKER28_ROOT`, id ``docker28``); ``engine(name)``, ``selected_engines()`` (from
+    ``NET_DHCP_ENGINES``, e.g. ``20.10`` or ``28.5``; default both), ``ensure_engine(engine)``,
+    ``engine.socket_path``, ``engine.docker_host`` (for DOCKER_HOST). :data:`COMPOSE_V1`
+    (bookworm's 1.29) and :data:`COMPOSE_V2` (forky's 2.40).
+``ensure_docker28(timeout=90.0) -> DockerdHandle``
+    The shared 28.5 daemon on :data:`DOCKER28_HOST`, reused if running, else started with
+    its own data root, exec root, pid file, config file and bridge (``docker28_args()``), its
+    own containerd 2.1 and the system's runc; ``stop_docker28()`` stops one by its pid file.
+``ensure_image(name=IMAGE, *, host=None) -> str``
+    Build the busybox image with ``docker import`` if it is missing (or from an older lab),
+    in the daemon on ``host``.
     Its ``sleep`` as PID 1 ignores SIGTERM: run containers with ``--init`` or stop with ``-t 1``.
 ``DhcpLan(*, subnet=None, dhcp=True, host_ip=False, forward_rule=True, lease="2m", t1=None,
 t2=None, reservations=None, range_start=None, range_end=None, router=None, extra_args=())``
@@ -119,6 +136,21 @@ PLUGIN_DIR = Path("/run/docker/plugins")
 DOCKER_PID_FILE = Path("/var/run/docker.pid")
 KEEP_ENV = "NET_DHCP_LAB_KEEP"
 
+# Docker 28.5 beside the system's 20.10: unpacked by scripts/docker28.sh (same variable), run as
+# a private daemon with paths of its own (see ensure_docker28).
+DOCKER28_DIR = Path(os.environ.get("NET_DHCP_DOCKER28_DIR", "/var/cache/net-dhcp-docker28"))
+DOCKER28_ROOT = DOCKER28_DIR / "root"
+DOCKER28_SOCKET = Path("/run/net-dhcp-docker28.sock")
+DOCKER28_HOST = f"unix://{DOCKER28_SOCKET}"
+DOCKER28_DATA_ROOT = Path("/var/lib/net-dhcp-docker28")
+DOCKER28_EXEC_ROOT = Path("/run/net-dhcp-docker28")
+DOCKER28_PID_FILE = Path("/run/net-dhcp-docker28.pid")
+DOCKER28_BRIDGE = "nd28br0"
+DEFAULT_DOCKER_SOCKET = Path("/var/run/docker.sock")
+COMPOSE_V1 = "/usr/bin/docker-compose"  # bookworm's docker-compose 1.29 (scripts/setup.sh)
+COMPOSE_V2 = str(DOCKER28_ROOT / "usr/bin/docker-compose")  # forky's 2.40 (scripts/docker28.sh)
+ENGINES_ENV = "NET_DHCP_ENGINES"
+
 BRIDGE_PREFIX = "ndbr"
 NETNS_PREFIX = "nd-"
 VETH_PREFIXES = ("ndsv", "ndh")
@@ -203,8 +235,9 @@ def sh(*args: str, check: bool = True, timeout: float = 60.0, input: str | None 
 
 def docker(*args: str, check: bool = True, timeout: float = 120.0, host: str | None = None,
            input: str | None = None) -> subprocess.CompletedProcess[str]:
-    """The Docker CLI (:data:`DOCKER`); ``host`` is passed as ``-H``."""
-    prefix = [DOCKER] if "/" in DOCKER else [tool(DOCKER)]
+    """The Docker CLI for ``host`` (:func:`docker_client`: :data:`DOCKER`, or the 28.5 client
+    for the 28.5 daemon); ``host`` is passed as ``-H``."""
+    prefix = [docker_client(host)]
     if host:
         prefix += ["-H", host]
     return sh(*prefix, *args, check=check, timeout=timeout, input=input)
@@ -828,6 +861,109 @@ class DhcpLan(_LogFile):
         }
 
 
+# --------------------------------------------------------------------------- engines
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A Docker engine the tests run on: its dockerd, its CLI and the daemon's socket.
+
+    ``host`` is the engine's shared daemon (None: the system's default socket); ``bin_dirs``
+    go first on dockerd's PATH (its own containerd and docker-init); ``mac_per_network``:
+    the API is >= 1.44, where a MAC is given per network (``--network name=N,mac-address=M``).
+    """
+
+    name: str
+    id: str
+    dockerd: str
+    client: str
+    host: str | None
+    bin_dirs: tuple[str, ...] = ()
+    mac_per_network: bool = False
+
+    @property
+    def socket_path(self) -> Path:
+        """The daemon's API socket as a path (for ``--docker-socket`` and DOCKER_HOST)."""
+        return host_socket(self.host)
+
+    @property
+    def docker_host(self) -> str:
+        """``unix://`` URL of the daemon's socket, for DOCKER_HOST."""
+        return self.host or f"unix://{DEFAULT_DOCKER_SOCKET}"
+
+    def dockerd_env(self) -> dict[str, str]:
+        """Environment overrides for this engine's dockerd."""
+        if not self.bin_dirs:
+            return {}
+        path = os.pathsep.join([*self.bin_dirs, os.environ.get("PATH", ""), *_SBIN_DIRS])
+        return {"PATH": path}
+
+    def missing(self) -> str | None:
+        """Why this engine cannot run here (None if its binaries are present)."""
+        for f in (self.dockerd, self.client):
+            if "/" in f and not os.access(f, os.X_OK):
+                return (f"{f} is missing: Docker {self.name} is not unpacked "
+                        f"(run scripts/docker28.sh or scripts/setup.sh as root)")
+        return None
+
+
+def host_socket(host: str | None) -> Path:
+    """The socket path of a ``unix://`` Docker host (None: the default socket)."""
+    if host is None:
+        return DEFAULT_DOCKER_SOCKET
+    if not host.startswith("unix://"):
+        raise LabError(f"not a unix socket Docker host: {host}")
+    return Path(host.removeprefix("unix://"))
+
+
+ENGINE20 = Engine(name="20.10", id="docker20", dockerd="dockerd", client=DOCKER, host=None)
+ENGINE28 = Engine(name="28.5", id="docker28", dockerd=str(DOCKER28_ROOT / "usr/sbin/dockerd"),
+                  client=str(DOCKER28_ROOT / "usr/bin/docker"), host=DOCKER28_HOST,
+                  bin_dirs=(str(DOCKER28_ROOT / "usr/bin"), str(DOCKER28_ROOT / "usr/sbin")),
+                  mac_per_network=True)
+ENGINES: dict[str, Engine] = {ENGINE20.name: ENGINE20, ENGINE28.name: ENGINE28}
+
+# The CLI to use per Docker host (``-H``); any other host gets :data:`DOCKER`.
+_DOCKER_CLIENTS: dict[str, str] = {DOCKER28_HOST: ENGINE28.client}
+
+
+def docker_client(host: str | None = None) -> str:
+    """Absolute path of the Docker CLI for ``host`` (see :func:`register_docker_client`)."""
+    client = _DOCKER_CLIENTS.get(host, DOCKER) if host else DOCKER
+    if "/" not in client:
+        return tool(client)
+    if not os.access(client, os.X_OK):
+        raise LabError(f"Docker CLI {client} for {host} is missing (scripts/docker28.sh)")
+    return client
+
+
+def register_docker_client(host: str, client: str) -> None:
+    """Use ``client`` for ``docker(..., host=host)`` (e.g. a private daemon of another engine)."""
+    _DOCKER_CLIENTS[host] = client
+
+
+def engine(name: str) -> Engine:
+    """An engine by name: ``20.10``/``20``/``docker20`` or ``28.5``/``28``/``docker28``."""
+    for e in ENGINES.values():
+        if name.strip() in (e.name, e.id, e.name.split(".")[0]):
+            return e
+    raise LabError(f"unknown Docker engine {name!r}: use one of "
+                   f"{', '.join(ENGINES)} ({', '.join(e.id for e in ENGINES.values())})")
+
+
+def selected_engines() -> list[Engine]:
+    """The engines the end-to-end tests run on: ``NET_DHCP_ENGINES`` (comma-separated, e.g.
+    ``20.10`` or ``28.5``), default all of :data:`ENGINES` in order."""
+    raw = os.environ.get(ENGINES_ENV, "").strip()
+    if not raw:
+        return list(ENGINES.values())
+    chosen: list[Engine] = []
+    for part in raw.replace(" ", ",").split(","):
+        if part and engine(part) not in chosen:
+            chosen.append(engine(part))
+    return chosen
+
+
 # --------------------------------------------------------------------------- dockerd
 
 
@@ -856,13 +992,19 @@ def _pid_alive(pid: int, comm: str | None = None) -> bool:
 
 @dataclass
 class DockerdHandle:
-    """A dockerd the lab uses; ``stop()`` stops it only if ``started`` (the lab started it)."""
+    """A dockerd the lab uses; ``stop()`` stops it only if ``started`` (the lab started it).
+
+    ``engine`` is the Docker engine it runs (:data:`ENGINE20` unless told); ``cleanups`` run,
+    best effort and in order, after a started daemon has stopped.
+    """
 
     started: bool
     host: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     log_file: Path | None = None
     workdir: Path | None = None
+    engine: Engine = ENGINE20
+    cleanups: list[Callable[[], object]] = field(default_factory=list)
 
     def log_tail(self, lines: int = 40) -> str:
         return tail(_read_from(self.log_file), lines) if self.log_file else ""
@@ -878,21 +1020,33 @@ class DockerdHandle:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+        cleanups, self.cleanups = self.cleanups, []
+        for fn in cleanups:
+            try:
+                fn()
+            except Exception as err:  # noqa: BLE001 - the other cleanups still run
+                print(f"dockerd {self.host} cleanup: {err}", file=sys.stderr)
         if self.workdir and not keep_temp():
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def ensure_dockerd(timeout: float = 60.0, *, host: str | None = None,
-                   extra_args: Sequence[str] = ()) -> DockerdHandle:
+                   extra_args: Sequence[str] = (), engine: Engine | None = None) -> DockerdHandle:
     """Reuse the dockerd that answers on ``host`` (default socket), or start one and wait.
 
     Without ``host`` a started dockerd uses the default paths, and none is started while the
     pid file names a live dockerd. A private daemon needs ``host="unix:///…"`` plus its own
     ``--data-root``, ``--exec-root``, ``--pidfile`` and ``--bridge BR --iptables=false`` in
     ``extra_args`` (docs/lab-notes.md); unmounting its data-root afterwards is the caller's job.
+    ``engine`` picks the dockerd binary, its PATH and (for ``host``) the CLI; default
+    :data:`ENGINE20`, the system's dockerd. For the shared 28.5 daemon use
+    :func:`ensure_docker28`.
     """
+    eng = engine or ENGINE20
+    if host and eng is not ENGINE20:
+        register_docker_client(host, eng.client)
     if docker_answers(host):
-        return DockerdHandle(started=False, host=host)
+        return DockerdHandle(started=False, host=host, engine=eng)
     if host is None:
         with contextlib.suppress(OSError, ValueError):
             pid = int(DOCKER_PID_FILE.read_text().strip())
@@ -900,17 +1054,22 @@ def ensure_dockerd(timeout: float = 60.0, *, host: str | None = None,
                 # Never start a second dockerd on the default paths: wait for this one instead.
                 wait_until(docker_answers, timeout,
                            f"the running dockerd (pid {pid}) to answer `docker version`")
-                return DockerdHandle(started=False)
+                return DockerdHandle(started=False, engine=eng)
     if not is_root():
         raise LabError("no dockerd answers and starting one needs root")
+    why_not = eng.missing()
+    if why_not:
+        raise LabError(why_not)
     workdir = Path(tempfile.mkdtemp(prefix="net-dhcp-dockerd-"))
     log_file = workdir / "dockerd.log"
-    argv = [tool("dockerd"), *(["-H", host] if host else []), *extra_args]
+    binary = eng.dockerd if "/" in eng.dockerd else tool(eng.dockerd)
+    argv = [binary, *(["-H", host] if host else []), *extra_args]
+    env = {**os.environ, **eng.dockerd_env()}
     with log_file.open("ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True)
+                                start_new_session=True, env=env)
     handle = DockerdHandle(started=True, host=host, proc=proc, log_file=log_file,
-                           workdir=workdir)
+                           workdir=workdir, engine=eng)
     deadline = time.monotonic() + timeout
     while not docker_answers(host, timeout=5.0):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -921,6 +1080,107 @@ def ensure_dockerd(timeout: float = 60.0, *, host: str | None = None,
             raise LabError(f"`{' '.join(argv)}` {why}\n--- dockerd log (tail) ---\n{log_text}")
         time.sleep(0.25)
     return handle
+
+
+def docker28_args() -> list[str]:
+    """dockerd arguments of the shared 28.5 daemon: every path its own (socket, data root,
+    exec root, pid file, config file), the bridge :data:`DOCKER28_BRIDGE` (``--bridge none``
+    would delete the host's docker0), and no iptables, ip6tables, masquerading or forwarding
+    changes (the host's rules and docker0 are the system daemon's)."""
+    return ["--data-root", str(DOCKER28_DATA_ROOT), "--exec-root", str(DOCKER28_EXEC_ROOT),
+            "--pidfile", str(DOCKER28_PID_FILE), "--config-file", str(DOCKER28_DIR /
+                                                                      "daemon.json"),
+            "--bridge", DOCKER28_BRIDGE, "--iptables=false", "--ip6tables=false",
+            "--ip-masq=false", "--ip-forward=false"]
+
+
+def _docker28_pid() -> int | None:
+    """The pid of a live 28.5 daemon from its pid file, else None."""
+    try:
+        pid = int(DOCKER28_PID_FILE.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _pid_alive(pid, "dockerd") else None
+
+
+def _unmount_under(*dirs: Path) -> None:
+    """Lazily unmount every mount at or under ``dirs`` (deepest first)."""
+    roots = [str(d) for d in dirs]
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+              if any(line.split()[1] == r or line.split()[1].startswith(r + "/") for r in roots)]
+    for m in sorted(set(mounts), key=len, reverse=True):
+        sh("umount", "-l", m, check=False)
+
+
+def _docker28_cleanup() -> None:
+    """After the 28.5 daemon stopped: its mounts and its bridge go (the data root stays)."""
+    _unmount_under(DOCKER28_DATA_ROOT, DOCKER28_EXEC_ROOT)
+    if DOCKER28_BRIDGE in _link_names():
+        DhcpLan._del_link(DOCKER28_BRIDGE)
+
+
+def ensure_docker28(timeout: float = 90.0) -> DockerdHandle:
+    """The shared Docker 28.5 daemon (:data:`ENGINE28`), beside the system's 20.10 one.
+
+    Reused if it answers on :data:`DOCKER28_HOST` (or its pid file names a live dockerd);
+    otherwise started from the unpacked packages (scripts/docker28.sh) with
+    :func:`docker28_args`; it launches its own containerd (2.1) from :data:`DOCKER28_ROOT` and
+    runs containers with the system's runc. Its bridge :data:`DOCKER28_BRIDGE` is made if
+    missing; dockerd gives it an address from its default pools (one no route uses) and keeps
+    that in its data root. ``handle.stop()`` stops a daemon this call started, unmounts what
+    it left mounted and deletes the bridge; :func:`stop_docker28` stops one by its pid file.
+    """
+    if docker_answers(DOCKER28_HOST):
+        return DockerdHandle(started=False, host=DOCKER28_HOST, engine=ENGINE28)
+    pid = _docker28_pid()
+    if pid is not None:
+        wait_until(lambda: docker_answers(DOCKER28_HOST), timeout,
+                   f"the running Docker 28.5 daemon (pid {pid}) to answer on {DOCKER28_HOST}")
+        return DockerdHandle(started=False, host=DOCKER28_HOST, engine=ENGINE28)
+    if not is_root():
+        raise LabError("no Docker 28.5 daemon answers and starting one needs root")
+    why_not = ENGINE28.missing()
+    if why_not:
+        raise LabError(why_not)
+    config = DOCKER28_DIR / "daemon.json"
+    if not config.exists():
+        config.write_text("{}\n")  # never the system daemon's /etc/docker/daemon.json
+    if DOCKER28_BRIDGE not in _link_names():
+        sh("ip", "link", "add", DOCKER28_BRIDGE, "type", "bridge")
+    try:
+        handle = ensure_dockerd(timeout, host=DOCKER28_HOST, extra_args=docker28_args(),
+                                engine=ENGINE28)
+    except BaseException:
+        _docker28_cleanup()
+        raise
+    handle.cleanups.append(_docker28_cleanup)
+    return handle
+
+
+def stop_docker28(timeout: float = 60.0) -> bool:
+    """Stop the 28.5 daemon named by its pid file (SIGTERM, SIGKILL after ``timeout``), then
+    unmount its mounts and delete its bridge; False if none was running."""
+    pid = _docker28_pid()
+    if pid is None:
+        _docker28_cleanup()
+        return False
+    os.kill(pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: not _pid_alive(pid, "dockerd"), timeout, f"dockerd {pid} to exit")
+    except LabError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not _pid_alive(pid, "dockerd"), 10, f"dockerd {pid} to die")
+    _docker28_cleanup()
+    return True
+
+
+def ensure_engine(eng: Engine, timeout: float = 90.0) -> DockerdHandle:
+    """The engine's shared daemon: :func:`ensure_dockerd` for 20.10, :func:`ensure_docker28`
+    for 28.5."""
+    if eng is ENGINE28:
+        return ensure_docker28(timeout)
+    return ensure_dockerd(timeout, host=eng.host, engine=eng)
 
 
 # --------------------------------------------------------------------------- image
@@ -949,19 +1209,21 @@ def _is_static_elf(path: str) -> bool:
     return True
 
 
-def image_version(name: str = IMAGE) -> str | None:
+def image_version(name: str = IMAGE, *, host: str | None = None) -> str | None:
     """The lab label of an existing image ("" if unlabelled), or None if it is absent."""
     res = docker("image", "inspect", "--format", f'{{{{index .Config.Labels "{IMAGE_LABEL}"}}}}',
-                 name, check=False)
+                 name, check=False, host=host)
     if res.returncode != 0:
         return None
     out = res.stdout.strip()
     return "" if out == "<no value>" else out
 
 
-def ensure_image(name: str = IMAGE) -> str:
-    """Build the busybox test image with ``docker import`` unless it is there; return its name."""
-    if image_version(name) == IMAGE_VERSION:
+def ensure_image(name: str = IMAGE, *, host: str | None = None) -> str:
+    """Build the busybox test image with ``docker import`` unless it is there; return its name.
+
+    ``host``: the daemon to build it in (default socket if None), with its CLI."""
+    if image_version(name, host=host) == IMAGE_VERSION:
         return name
     if not _is_static_elf(BUSYBOX):
         raise LabError(f"{BUSYBOX} is not a static binary: install busybox-static "
@@ -982,7 +1244,7 @@ def ensure_image(name: str = IMAGE) -> str:
         (root / "etc" / "nsswitch.conf").write_text("hosts: files dns\n")
         changes = [f"LABEL {IMAGE_LABEL}={IMAGE_VERSION}", "ENV PATH=/bin",
                    'CMD ["/bin/sh"]']
-        import_cmd = [DOCKER, "import"]
+        import_cmd = [docker_client(host), *(["-H", host] if host else []), "import"]
         for c in changes:
             import_cmd += ["--change", c]
         import_cmd += ["-", name]
@@ -1301,7 +1563,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_lan.add_argument("--lease", default="2m")
     p_lan.add_argument("--ipv6", action="store_true",
                        help="dual-stack: a ULA /64, dnsmasq with DHCPv6 and router adverts")
-    sub.add_parser("image", help=f"build {IMAGE} if missing")
+    p_image = sub.add_parser("image", help=f"build {IMAGE} if missing")
+    p_image.add_argument("--engine", default=ENGINE20.name,
+                         help=f"the engine to build it in ({', '.join(ENGINES)}; default "
+                              f"{ENGINE20.name})")
+    sub.add_parser("docker28", help=f"start the Docker 28.5 daemon on {DOCKER28_HOST} if none "
+                                    "answers, and leave it running")
+    sub.add_parser("docker28-stop", help="stop the Docker 28.5 daemon (its pid file) and "
+                                         "remove its mounts and bridge")
     sub.add_parser("cleanup", help="remove lab leftovers (bridges, namespaces, iptables rules)")
     args = parser.parse_args(argv)
     if not is_root():
@@ -1312,11 +1581,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "lan":
         return _hold_lan(args)
     if args.cmd == "image":
-        handle = ensure_dockerd()
+        eng = engine(args.engine)
+        handle = ensure_engine(eng)
         try:
-            print(ensure_image())
+            print(ensure_image(host=eng.host))
         finally:
             handle.stop()
+        return 0
+    if args.cmd == "docker28":
+        handle = ensure_docker28()
+        version = docker("version", "--format", "{{.Server.Version}}", host=DOCKER28_HOST)
+        print(f"Docker {version.stdout.strip()} on {DOCKER28_HOST} "
+              f"({'started' if handle.started else 'already running'}); CLI "
+              f"{ENGINE28.client}; log {handle.log_file}; stop with "
+              "`python -m tests.lab docker28-stop`")
+        return 0
+    if args.cmd == "docker28-stop":
+        print("stopped" if stop_docker28() else "no Docker 28.5 daemon was running")
         return 0
     removed = cleanup_leftovers()
     print("\n".join(removed) if removed else "nothing to clean up")

@@ -32,7 +32,8 @@ def test_docker_socket_missing_at_start(fresh_plugin: PluginFactory, lan: LanFac
         assert lab.in_range(ip), out
 
         offset = plugin.log_offset()
-        sock.symlink_to("/var/run/docker.sock")  # dockerd's socket appears at that path
+        # dockerd's socket (the engine under test's) appears at that path
+        sock.symlink_to(docker_cleanup.engine.socket_path)
         plugin.wait_for_log(rf"INFO .*Docker API at {sock} answers", timeout=20, since=offset)
         plugin.wait_for_log(r"belongs to container \w+ \(host name late1\)", timeout=20,
                             since=offset)

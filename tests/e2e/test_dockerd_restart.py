@@ -2,7 +2,8 @@
 
 The private daemon has its own --data-root, --exec-root, -H socket and pid file, a bridge
 this test made (--bridge, --iptables=false: it must never touch docker0 or the host's
-rules), and is stopped and unmounted in `finally`.
+rules), and is stopped and unmounted in `finally`. It is a daemon of the engine under test
+(Docker 20.10 or 28.5, see tests/conftest.py), driven with that engine's CLI.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from tests.conftest import LanFactory, PluginFactory
 from tests.e2e.test_lifecycle import T1, T2
 from tests.e2e.test_plugin import SHOW, addr_of, our_veths
 from tests.lab import (
+    ENGINE20,
     IMAGE,
     DockerdHandle,
+    Engine,
     docker,
+    docker_client,
     ensure_dockerd,
     pick_subnet,
     random_mac,
@@ -37,7 +41,8 @@ RESTART_BOUND_S = 30.0
 
 
 class PrivateDockerd:
-    def __init__(self, live_restore: bool) -> None:
+    def __init__(self, live_restore: bool, engine: Engine = ENGINE20) -> None:
+        self.engine = engine
         self.base = Path(tempfile.mkdtemp(prefix="nd-dockerd-"))
         self.bridge = "ndpd" + secrets.token_hex(3)
         self.sock = self.base / "docker.sock"
@@ -45,6 +50,9 @@ class PrivateDockerd:
         self.args = ["--data-root", str(self.base / "data"), "--exec-root",
                      str(self.base / "exec"), "--pidfile", str(self.base / "docker.pid"),
                      "--bridge", self.bridge, "--iptables=false", "--ip-masq=false"]
+        if engine is not ENGINE20:
+            # Docker 28 also writes ip6tables rules and forwarding settings unless told not to.
+            self.args += ["--ip6tables=false", "--ip-forward=false"]
         if live_restore:
             self.args.append("--live-restore")
         self.handle: DockerdHandle | None = None
@@ -54,7 +62,8 @@ class PrivateDockerd:
 
     def start(self) -> float:
         t = time.monotonic()
-        self.handle = ensure_dockerd(timeout=90, host=self.host, extra_args=self.args)
+        self.handle = ensure_dockerd(timeout=90, host=self.host, extra_args=self.args,
+                                     engine=self.engine)
         return time.monotonic() - t
 
     def stop(self) -> None:
@@ -79,8 +88,9 @@ class PrivateDockerd:
 
 
 @pytest.fixture(params=["no-live-restore", "live-restore", "live-then-plain"])
-def private(request: pytest.FixtureRequest, image: str) -> Iterator[PrivateDockerd]:
-    d = PrivateDockerd(live_restore=request.param != "no-live-restore")
+def private(request: pytest.FixtureRequest, image: str,
+            dockerd: DockerdHandle) -> Iterator[PrivateDockerd]:
+    d = PrivateDockerd(live_restore=request.param != "no-live-restore", engine=dockerd.engine)
     d.then_plain = request.param == "live-then-plain"
     try:
         subnet = pick_subnet()
@@ -88,8 +98,11 @@ def private(request: pytest.FixtureRequest, image: str) -> Iterator[PrivateDocke
         sh("ip", "addr", "add", f"{subnet.network_address + 1}/{subnet.prefixlen}", "dev",
            d.bridge)
         d.start()
-        saved = subprocess.run(["docker", "save", image], capture_output=True, check=True)
-        subprocess.run(["docker", "-H", d.host, "load"], input=saved.stdout,
+        # The image comes from the engine's shared daemon, through the engine's CLI.
+        saved = subprocess.run([docker_client(dockerd.host),
+                                *(["-H", dockerd.host] if dockerd.host else []), "save", image],
+                               capture_output=True, check=True)
+        subprocess.run([docker_client(d.host), "-H", d.host, "load"], input=saved.stdout,
                        capture_output=True, check=True)
         yield d
     finally:

@@ -12,7 +12,7 @@ import re
 from tests.conftest import DockerCleanup, LanFactory, PluginFactory
 from tests.e2e.test_lifecycle import T1, T2
 from tests.e2e.test_plugin import our_veths
-from tests.lab import random_mac, wait_until
+from tests.lab import DockerdHandle, Plugin, random_mac, wait_until
 
 RENEW6_WAIT_S = 90.0
 SHOW6 = "ip -6 addr show dev eth0 scope global; ip -6 route show default"
@@ -99,3 +99,30 @@ def test_no_dhcpv6_server_fails_the_start_with_the_fix(
     assert "no DHCPv6 lease within 3s" in res.stderr, res.stderr
     assert "without -o ipv6=true" in res.stderr, res.stderr
     assert our_veths(lab.bridge) == []
+
+
+def test_docker_ipv6_flag_and_ipv4_false_on_docker_28(
+        dockerd: DockerdHandle, plugin: Plugin, lan: LanFactory,
+        docker_cleanup: DockerCleanup, image: str) -> None:
+    """Docker 28+: `--ipv6` with null IPAM (IPv6Data ::/0) asks for IPv6 like -o ipv6=true;
+    `--ipv4=false` is refused with the plugin's message. Docker 20.10 refuses `--ipv6` with
+    null IPAM itself ("does not handle IPv6 address pool pool requests"): checked there."""
+    lab = lan(ipv6=True)
+    if dockerd.engine.name != "28.5":
+        res = docker_cleanup.net_create(lab.bridge, args=["--ipv6"], check=False)
+        out = docker_cleanup.docker("network", "ls", "--format", "{{.Name}}").stdout
+        assert res not in out.split(), "Docker 20.10 accepted --ipv6 with null IPAM"
+        return
+    net = docker_cleanup.net_create(lab.bridge, args=["--ipv6"])
+    out = docker_cleanup.run(image, "sh", "-c", SHOW6, network=net).stdout
+    ip6, plen = addr6_of(out)
+    assert lab.in_range6(ip6), out
+    assert plen == 64
+    assert f"default via {lab.server_link_local} dev eth0" in out, out
+    offset = plugin.log_offset()
+    v6only = docker_cleanup.net_create(lab.bridge, args=["--ipv6", "--ipv4=false"],
+                                       check=False)
+    out = docker_cleanup.docker("network", "ls", "--format", "{{.Name}}").stdout
+    assert v6only not in out.split(), "an IPv6-only network was created"
+    plugin.wait_for_log(r"IPv6-only networks \(--ipv4=false\) are not supported", timeout=10,
+                        since=offset)
