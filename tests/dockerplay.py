@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tests.lab import NETNS_PREFIX, sh
+from tests.lab import NETNS_PREFIX, Plugin, sh
 
 NULL_IPAM = [{"AddressSpace": "null", "Pool": "0.0.0.0/0"}]
+FAST_ARGS = ("--renew-retry-min", "0.5", "--renew-retry-max", "1", "--sweep-interval", "1")
+"""Plugin flags for tests without dockerd: quick retransmissions, a sweep every second."""
 
 
 class PluginLike(Protocol):
@@ -172,3 +175,27 @@ class PlayedDocker:
                 problems.append(f"delete network {net_id[:12]}: {err}")
                 self.networks.remove(net_id)
         return problems
+
+
+def no_docker_socket() -> str:
+    """A Docker socket path nothing listens on: the plugin's reconciler stays idle."""
+    return f"/run/net-dhcp-no-docker-{secrets.token_hex(3)}.sock"
+
+
+@contextmanager
+def played_plugin(*extra_args: str) -> Iterator[tuple[Plugin, PlayedDocker]]:
+    """A plugin process (FAST_ARGS, no Docker API, then `extra_args`) and dockerd played
+    towards it; at the end what is left is stopped (asserted to go cleanly) and the plugin
+    closed."""
+    plugin = Plugin(extra_args=[*FAST_ARGS, "--docker-socket", no_docker_socket(),
+                                *extra_args])
+    docker = PlayedDocker(plugin)
+    try:
+        plugin.start()
+        yield plugin, docker
+    finally:
+        try:
+            problems = docker.close() if plugin.running else []
+        finally:
+            plugin.close()
+        assert not problems, problems

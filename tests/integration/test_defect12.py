@@ -40,7 +40,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LanFactory, require_root
-from tests.dockerplay import Container, PlayedDocker
+from tests.dockerplay import Container, PlayedDocker, no_docker_socket, played_plugin
 from tests.integration.hostile import (
     BOOTP_HEADER,
     BROADCAST_MAC,
@@ -75,12 +75,6 @@ from tests.lab import (
     wait_until,
 )
 
-PLUGIN_ARGS = ("--renew-retry-min", "0.5", "--renew-retry-max", "1", "--sweep-interval", "1")
-
-
-def _no_docker() -> str:
-    return f"/run/net-dhcp-no-docker-{secrets.token_hex(3)}.sock"
-
 
 @dataclass
 class Rig:
@@ -94,17 +88,8 @@ def rig(lan: LanFactory) -> Iterator[Rig]:
     """A plugin (no Docker API) and a LAN whose leases renew every 2 s."""
     require_root()
     lab = lan(t1=2, t2=4)
-    plugin = Plugin(extra_args=[*PLUGIN_ARGS, "--docker-socket", _no_docker()])
-    docker = PlayedDocker(plugin)
-    try:
-        plugin.start()
+    with played_plugin() as (plugin, docker):
         yield Rig(plugin, docker, lab)
-    finally:
-        try:
-            problems = docker.close() if plugin.running else []
-        finally:
-            plugin.close()
-        assert not problems, problems
 
 
 def _veth_names(endpoint_id: str) -> list[str]:
@@ -353,7 +338,7 @@ def test_log_file_is_0640_whatever_the_umask(existing: bool) -> None:
         os.chmod(log, 0o666)
     argv = [sys.executable, "-m", "net_dhcp", "serve", "--socket", str(sock),
             "--state-dir", str(work / "state"), "--log-file", str(log),
-            "--docker-socket", _no_docker()]
+            "--docker-socket", no_docker_socket()]
     env = {**os.environ, "LOG_LEVEL": "info", "PYTHONPATH": os.pathsep.join(
         [str(REPO_ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
     proc: subprocess.Popen[bytes] | None = None

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 import pytest
 
 from tests.conftest import LanFactory, require_root
-from tests.dockerplay import PlayedDocker
+from tests.dockerplay import PlayedDocker, played_plugin
 from tests.lab import DhcpLan, Plugin, random_mac, sh, wait_until
 
-PLUGIN_ARGS = ("--renew-retry-min", "0.5", "--renew-retry-max", "1", "--sweep-interval", "1")
 RENEW6_WAIT_S = 90.0
 """dnsmasq's T1 for a 2-minute lease is 60 s; a little over it, generously."""
 
@@ -37,18 +36,8 @@ class Rig:
 def rig(lan: LanFactory) -> Iterator[Rig]:
     require_root()
     lab = lan(ipv6=True, t1=4, t2=8)
-    plugin = Plugin(extra_args=[*PLUGIN_ARGS, "--docker-socket",
-                                f"/run/net-dhcp-no-docker-{secrets.token_hex(3)}.sock"])
-    docker = PlayedDocker(plugin)
-    try:
-        plugin.start()
+    with played_plugin() as (plugin, docker):
         yield Rig(lab, plugin, docker)
-    finally:
-        try:
-            problems = docker.close() if plugin.running else []
-        finally:
-            plugin.close()
-        assert not problems, problems
 
 
 def duid_of(mac: str) -> str:
@@ -109,17 +98,11 @@ def test_reserved_mac_keeps_its_reserved_ipv6_address(lan: LanFactory) -> None:
     reserved4, reserved6 = probe.address(42), probe.address6(0x42)
     probe.stop_dnsmasq()
     probe.start_dnsmasq(reservations={mac: reserved4}, reservations6={mac: reserved6})
-    with Plugin(extra_args=list(PLUGIN_ARGS)) as plugin:
-        plugin.start()
-        docker = PlayedDocker(plugin)
-        try:
-            net = docker.create_network(probe.bridge, ipv6="true")
-            c = docker.create(net, mac=mac)
-            assert c.address == f"{reserved4}/{probe.prefixlen}"
-            assert c.address6 == f"{reserved6}/64"
-        finally:
-            problems = docker.close()
-        assert not problems, problems
+    with played_plugin() as (plugin, docker):
+        net = docker.create_network(probe.bridge, ipv6="true")
+        c = docker.create(net, mac=mac)
+        assert c.address == f"{reserved4}/{probe.prefixlen}"
+        assert c.address6 == f"{reserved6}/64"
 
 
 def test_no_dhcpv6_server_fails_the_start_and_gives_the_ipv4_lease_back(
@@ -128,20 +111,14 @@ def test_no_dhcpv6_server_fails_the_start_and_gives_the_ipv4_lease_back(
     and how to fix it; the IPv4 lease obtained meanwhile is released, nothing is left."""
     require_root()
     lab = lan()  # IPv4 only
-    with Plugin(extra_args=list(PLUGIN_ARGS)) as plugin:
-        plugin.start()
-        docker = PlayedDocker(plugin)
-        try:
-            net = docker.create_network(lab.bridge, ipv6="true", lease_timeout="3s")
-            endpoint_id, mac = secrets.token_hex(32), random_mac()
-            started = time.monotonic()
-            status, body = plugin.call("NetworkDriver.CreateEndpoint", {
-                "NetworkID": net, "EndpointID": endpoint_id,
-                "Interface": {"MacAddress": mac}, "Options": {}}, timeout=30)
-            took = time.monotonic() - started
-        finally:
-            problems = docker.close()
-        assert not problems, problems
+    with played_plugin() as (plugin, docker):
+        net = docker.create_network(lab.bridge, ipv6="true", lease_timeout="3s")
+        endpoint_id, mac = secrets.token_hex(32), random_mac()
+        started = time.monotonic()
+        status, body = plugin.call("NetworkDriver.CreateEndpoint", {
+            "NetworkID": net, "EndpointID": endpoint_id,
+            "Interface": {"MacAddress": mac}, "Options": {}}, timeout=30)
+        took = time.monotonic() - started
     assert status == 500, (status, body)
     err = body["Err"]
     assert "no DHCPv6 lease within 3s" in err, err
@@ -201,17 +178,11 @@ def test_an_ipv6_address_in_use_is_declined_and_the_start_says_so(lan: LanFactor
     holder = lab.add_host()
     sh("ip", "-n", holder.netns, "-6", "addr", "add", f"{taken}/64", "dev", holder.ifname,
        "nodad")
-    with Plugin(extra_args=list(PLUGIN_ARGS)) as plugin:
-        plugin.start()
-        docker = PlayedDocker(plugin)
-        try:
-            net = docker.create_network(lab.bridge, ipv6="true", lease_timeout="3s")
-            status, body = plugin.call("NetworkDriver.CreateEndpoint", {
-                "NetworkID": net, "EndpointID": secrets.token_hex(32), "Interface": {},
-                "Options": {}}, timeout=30)
-        finally:
-            problems = docker.close()
-        assert not problems, problems
+    with played_plugin() as (plugin, docker):
+        net = docker.create_network(lab.bridge, ipv6="true", lease_timeout="3s")
+        status, body = plugin.call("NetworkDriver.CreateEndpoint", {
+            "NetworkID": net, "EndpointID": secrets.token_hex(32), "Interface": {},
+            "Options": {}}, timeout=30)
     assert status == 500, (status, body)
     assert f"declined {taken}" in body["Err"], body
     assert "already used by another host on the LAN" in body["Err"], body

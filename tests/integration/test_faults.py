@@ -23,12 +23,11 @@ from dataclasses import dataclass
 import pytest
 
 from tests.conftest import LanFactory, require_root
-from tests.dockerplay import Container, PlayedDocker
+from tests.dockerplay import Container, PlayedDocker, played_plugin
 from tests.lab import DhcpLan, Plugin, sh, wait_until
 
 SWEEP_S = 1
-PLUGIN_ARGS = ("--renew-retry-min", "0.5", "--renew-retry-max", "1",
-               "--sweep-interval", str(SWEEP_S))
+"""The played plugin's sweep interval (tests.dockerplay.FAST_ARGS)."""
 RENEWALS = 2
 """Renewals the unaffected network's container must get while the other LAN is broken."""
 
@@ -61,20 +60,10 @@ class Rig:
 def rig(lan: LanFactory) -> Iterator[Rig]:
     require_root()
     a, b = lan(t1=2, t2=4), lan(t1=2, t2=4)
-    plugin = Plugin(extra_args=[*PLUGIN_ARGS, "--docker-socket",
-                                f"/run/net-dhcp-no-docker-{secrets.token_hex(3)}.sock"])
-    docker = PlayedDocker(plugin)
-    try:
-        plugin.start()
+    with played_plugin() as (plugin, docker):
         net_a = docker.create_network(a.bridge, lease_timeout="6s")
         net_b = docker.create_network(b.bridge)
         yield Rig(plugin, docker, a, b, net_a, net_b, docker.start(net_b))
-    finally:
-        try:
-            problems = docker.close() if plugin.running else []
-        finally:
-            plugin.close()
-        assert not problems, problems
 
 
 def _veth_names(endpoint_id: str) -> list[str]:
