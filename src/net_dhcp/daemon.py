@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from . import managed
 from .api import make_app
 from .dhcp4.timing import Timing
 from .driver import Driver
@@ -132,7 +133,13 @@ async def start(settings: Settings) -> Running:
         driver = Driver(store, timing=settings.timing, netns_dir=settings.netns_dir)
         driver.load()
         name = settings.driver_name or (None if settings.managed else settings.socket.stem)
+        plugin_id: str | None = None
+        if settings.managed:
+            plugin_id = managed.own_plugin_id()
+            LOG.info("managed plugin %s", plugin_id or "(own ID not found in mountinfo)")
+            managed.make_proc_sys_writable()
         reconciler = Reconciler(driver, driver_name=name, socket_name=settings.socket.name,
+                                plugin_id=plugin_id,
                                 docker_socket=settings.docker_socket,
                                 sweep_interval_s=settings.sweep_interval_s)
         await reconciler.adopt_from_kernel()

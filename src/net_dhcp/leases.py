@@ -238,8 +238,13 @@ class LeaseSupervisor:
                 _, ifname = await sandbox.wait_for_iface(where, ep.mac, ep.lease,
                                                          not_named=ep.cont_if)
             except TimeoutError:
-                LOG.error("endpoint %s: interface %s never appeared in %s; its lease is not "
-                          "renewed", ep.id[:12], ep.mac, where)
+                hint = ""
+                if netlink.file_exists(where) and not netlink.is_netns(where):
+                    hint = (": that file is not a network namespace. For a managed plugin "
+                            "the host's Docker netns folder must be a shared mount (mount "
+                            "--bind D D && mount --make-shared D) before the plugin is enabled")
+                LOG.error("endpoint %s: interface %s never appeared in %s%s; its lease is not "
+                          "renewed", ep.id[:12], ep.mac, where, hint)
                 return None
             except OSError as err:
                 LOG.warning("endpoint %s: sandbox %s is gone (%s)", ep.id[:12], where, err)

@@ -97,6 +97,15 @@ def is_netns(path: str) -> bool:
         os.close(fd)
 
 
+def file_exists(path: str) -> bool:
+    """True if `path` exists (a namespace or its placeholder file); one stat(2)."""
+    try:
+        os.stat(path)
+    except OSError:
+        return False
+    return True
+
+
 def netns_inode(path: str) -> int | None:
     """The identity (inode) of the network namespace mounted at `path`; None if there is
     none (the path is gone, or a placeholder). Another namespace at the same path has

@@ -37,11 +37,14 @@ class Reconciler:
     """Owns the background tasks that keep the plugin's view in line with reality."""
 
     def __init__(self, driver: Driver, *, driver_name: str | None, socket_name: str,
-                 docker_socket: str | None, sweep_interval_s: float) -> None:
+                 docker_socket: str | None, sweep_interval_s: float,
+                 plugin_id: str | None = None) -> None:
         self.driver = driver
         self.driver_name = driver_name
         """The name Docker knows us by; None: a managed plugin's, learnt from Docker."""
         self.socket_name = socket_name
+        self.plugin_id = plugin_id
+        """A managed plugin's own ID, if it could tell (managed.own_plugin_id)."""
         self.docker = DockerClient(docker_socket)
         self.sweep_interval_s = sweep_interval_s
         self._tasks: set[asyncio.Task[None]] = set()
@@ -59,7 +62,10 @@ class Reconciler:
                          ep.id[:12], ep.host_if)
                 await self.driver.remove_endpoint(ep, release=True)
                 continue
-            if ep.sandbox and netlink.is_netns(ep.sandbox) and ep.lease is not None:
+            if ep.sandbox and ep.lease is not None and netlink.file_exists(ep.sandbox):
+                # A sandbox file that is not (yet) a namespace is not proof the container
+                # stopped: Docker <= 27 mounts it late, and a managed plugin whose netns
+                # mount does not propagate sees only placeholders. Wait for it; never release.
                 LOG.info("endpoint %s: re-adopting %s in %s", ep.id[:12], ep.lease.address,
                          ep.sandbox)
                 await self.driver.leases.start(ep)
@@ -196,12 +202,17 @@ class Reconciler:
 
     async def driver_names(self) -> set[str]:
         """The driver names of our networks. A managed plugin's is its reference
-        (owner/name:tag), chosen at `docker plugin install`: every enabled network-driver
-        plugin serving a socket of our socket's name."""
+        (owner/name:tag), chosen at `docker plugin install`: the plugin with our own ID, or,
+        if we could not tell it, every enabled network-driver plugin serving a socket of
+        our socket's name."""
         if self.driver_name is not None:
             return {self.driver_name}
         names: set[str] = set()
         for plugin in await self.docker.plugins():
+            if self.plugin_id is not None:
+                if plugin.get("Id") == self.plugin_id:
+                    return {str(plugin.get("Name"))}
+                continue
             iface = (plugin.get("Config") or {}).get("Interface") or {}
             if (plugin.get("Enabled") and iface.get("Socket") == self.socket_name
                     and "docker.networkdriver/1.0" in (iface.get("Types") or [])):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from net_dhcp import reconcile, sandbox
+from net_dhcp import managed, reconcile, sandbox
 
 
 class FakeDocker:
@@ -59,3 +59,28 @@ def test_sandbox_paths_map_into_the_mounted_netns_folder() -> None:
         "/var/run/docker/netns/81f8f73127c6"
     assert sandbox.local_path("", Path("/x")) == ""
     assert sandbox.local_path(None, Path("/x")) is None
+
+
+PLUGIN_ID = "4f" * 32
+MOUNTINFO = f"""\
+22 1 0:21 / / rw,relatime - overlay overlay rw
+41 22 0:24 /docker/plugins/{PLUGIN_ID} /run/docker/plugins rw,nosuid - tmpfs tmpfs rw
+42 22 0:24 /docker/netns /run/host-netns rw shared:5 - tmpfs tmpfs rw
+"""
+
+
+def test_a_managed_plugin_finds_its_own_id_in_mountinfo() -> None:
+    assert managed.own_plugin_id(MOUNTINFO) == PLUGIN_ID
+    assert managed.own_plugin_id("22 1 0:21 / / rw - overlay overlay rw\n") is None
+
+
+@pytest.mark.asyncio
+async def test_with_its_own_id_a_managed_plugin_claims_only_its_own_networks() -> None:
+    rec = reconcile.Reconciler(object(), driver_name=None,  # type: ignore[arg-type]
+                               socket_name="net-dhcp.sock", docker_socket=None,
+                               sweep_interval_s=60, plugin_id=PLUGIN_ID)
+    rec.docker = FakeDocker([  # type: ignore[assignment]
+        {**plugin("me/net-dhcp:2"), "Id": "0a" * 32},  # another enabled copy: not ours
+        {**plugin("me/net-dhcp:1"), "Id": PLUGIN_ID},
+    ])
+    assert await rec.driver_names() == {"me/net-dhcp:1"}
