@@ -9,6 +9,7 @@ pool's threads are never left in a container's namespace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import errno
 import logging
@@ -235,14 +236,20 @@ def _create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None,
             # A leftover pair from a crashed attempt that no endpoint owns: start clean.
             ipr.link("del", ifname=host_if)
             ipr.link("add", ifname=host_if, kind="veth", peer=peer)
-        h = ipr.link_lookup(ifname=host_if)[0]
-        c = ipr.link_lookup(ifname=cont_if)[0]
-        if no_dad:
-            # DHCPv6 is sent from the link-local address, which DAD holds back ~1 s.
-            skip_dad(cont_if)
-        ipr.link("set", index=h, master=bridge_index, state="up")
-        ipr.link("set", index=c, state="up")
-        link = ipr.get_links(c)[0]
+        try:
+            h = ipr.link_lookup(ifname=host_if)[0]
+            c = ipr.link_lookup(ifname=cont_if)[0]
+            if no_dad:
+                # DHCPv6 is sent from the link-local address, which DAD holds back ~1 s.
+                skip_dad(cont_if)
+            ipr.link("set", index=h, master=bridge_index, state="up")
+            ipr.link("set", index=c, state="up")
+            link = ipr.get_links(c)[0]
+        except BaseException:
+            # Half made: the caller never owned it, so nothing else would delete it.
+            with contextlib.suppress(Exception):
+                ipr.link("del", ifname=host_if)
+            raise
         return str(_attr(link, "IFLA_ADDRESS"))
 
 

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from net_dhcp import netlink
 from tests.conftest import LanFactory, require_root
 from tests.dockerplay import Container, PlayedDocker, played_plugin
-from tests.lab import DhcpLan, Plugin, sh, wait_until
+from tests.lab import DhcpLan, Plugin, random_mac, sh, wait_until
 
 SWEEP_S = 1
 """The played plugin's sweep interval (tests.dockerplay.FAST_ARGS)."""
@@ -218,3 +219,26 @@ def test_interface_deleted_inside_a_running_container(rig: Rig) -> None:
     rig.docker.call("Leave", on_a.ids())
     rig.docker.call("DeleteEndpoint", on_a.ids())
     rig.docker.forget(on_a)
+
+
+@pytest.mark.asyncio
+async def test_a_veth_pair_failing_half_way_is_deleted(
+        lan: LanFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure after the pair exists (here: turning DAD off, as on a read-only /proc/sys
+    before that was tolerated) deletes the pair: the caller never owned it, so nothing else
+    would (a managed-plugin trial left such pairs behind)."""
+    require_root()
+    lab = lan(dhcp=False)
+    tag = secrets.token_hex(5)
+    host_if, cont_if = f"dh{tag}", f"dc{tag}"
+
+    def refuse(_ifname: str) -> None:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(netlink, "skip_dad", refuse)
+    index = (await netlink.bridge_info(lab.bridge, with_routes=False)).index
+    with pytest.raises(OSError, match="Read-only"):
+        await netlink.create_veth(host_if, cont_if, index, random_mac(),
+                                  replace_leftover=False, no_dad=True)
+    for name in (host_if, cont_if):
+        assert sh("ip", "link", "show", name, check=False).returncode != 0, name
