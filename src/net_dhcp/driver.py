@@ -194,7 +194,7 @@ class Driver:
                               cont_if=cont_if, mac=mac, options=ep_opts, lease=None)
                 try:
                     await self._acquire_all(net, ep)
-                    if self.registry.networks.get(net.id) is not net:
+                    if net.id not in self.registry.networks:
                         raise NotFoundError(f"network {net.id[:12]} was deleted while endpoint "
                                             f"{ep.id[:12]} was being created")
                     self.registry.add_endpoint(ep)
