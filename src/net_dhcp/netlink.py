@@ -86,16 +86,7 @@ async def run_in_netns(path: str | None, fn: Callable[[], T]) -> T:
 
 def is_netns(path: str) -> bool:
     """True when `path` is a mounted network namespace (not just a placeholder file)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        # NS_GET_NSTYPE ioctl would be exact; comparing the device with /proc works too:
-        # a bind-mounted nsfs file lives on the nsfs device, a placeholder does not.
-        return os.fstat(fd).st_dev == os.stat("/proc/self/ns/net").st_dev
-    finally:
-        os.close(fd)
+    return netns_inode(path) is not None
 
 
 def file_exists(path: str) -> bool:

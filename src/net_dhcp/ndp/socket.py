@@ -27,7 +27,7 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
-from ..dhcp4.sockets import read_mac
+from ..dhcp4.sockets import GONE_ERRNOS, read_mac
 from ..errors import InterfaceGone
 from . import ra_codec
 
@@ -39,7 +39,6 @@ RS_INTERVAL_S = 1.0
 ICMP6_FILTER = 1  # <netinet/icmp6.h>; IPPROTO_ICMPV6 level
 ETH_P_IPV6 = 0x86DD
 HOP_LIMIT = 255  # RFC 4861: every ND message is sent with, and accepted only at, 255
-GONE_ERRNOS = (errno.ENODEV, errno.ENXIO)
 _ALL_ROUTERS_MAC = bytes.fromhex("333300000002")  # RFC 2464 7: 33:33 + the group's last 32 bits
 _UNSPECIFIED = IPv6Address("::")
 _RECV_BUFSIZE = 16384
