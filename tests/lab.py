@@ -476,7 +476,7 @@ class DhcpLan(_LogFile):
                  router: str | None = None, extra_args: Sequence[str] = (),
                  ipv6: bool = False, prefix6: str | ipaddress.IPv6Network | None = None,
                  reservations6: Mapping[str, str] | None = None,
-                 ra_interval: int | None = None) -> None:
+                 ra_interval: int | None = None, rapid_commit: bool = False) -> None:
         self.id = secrets.token_hex(3)
         self.bridge = f"{BRIDGE_PREFIX}{self.id}"
         self.netns = f"{NETNS_PREFIX}{self.id}"
@@ -492,6 +492,7 @@ class DhcpLan(_LogFile):
         self.lease = lease
         self.t1 = t1
         self.t2 = t2
+        self.rapid_commit = rapid_commit  # dnsmasq --dhcp-rapid-commit (RFC 4039)
         self.reservations: dict[str, str] = dict(reservations or {})
         self.extra_args: list[str] = list(extra_args)
         self.ipv6 = ipv6
@@ -677,6 +678,8 @@ class DhcpLan(_LogFile):
             args.append(f"--dhcp-option=option:T1,{self.t1}")
         if self.t2 is not None:
             args.append(f"--dhcp-option=option:T2,{self.t2}")
+        if self.rapid_commit:
+            args.append("--dhcp-rapid-commit")
         if not self.ipv6:
             args += [f"--dhcp-host={mac},{ip}" for mac, ip in self.reservations.items()]
             return args + self.extra_args

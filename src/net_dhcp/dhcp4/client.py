@@ -1,5 +1,8 @@
 """DHCPv4 exchanges: acquire a lease (INIT..REQUESTING), judge replies, release.
 
+Acquiring asks for Rapid Commit (RFC 4039): a server that supports it answers the DISCOVER
+with a DHCPACK at once (two messages instead of four); any other server just offers.
+
 All of it runs on the plugin's one event loop; sockets come from sockets.py and were
 opened inside the right namespace. Time and randomness are injected (Timing, rng).
 
@@ -50,6 +53,10 @@ class AcquireStats:
     last_nak_message: str | None = None
     dropped: int = 0
     last_drop_reason: str | None = None
+    rapid_acks: int = 0
+    """Usable DHCPACKs with Rapid Commit (RFC 4039) taken in answer to a DISCOVER."""
+    rapid_commit: bool = False
+    """The lease acquire() returned came in a Rapid Commit ACK: two messages, not four."""
 
     def drop(self, reason: str) -> None:
         """Count a reply that was ignored, and why."""
@@ -59,6 +66,8 @@ class AcquireStats:
     def summary(self) -> str:
         """One line saying what really happened, for a log."""
         parts = [f"{self.discovers} DISCOVER(s), {self.offers} usable offer(s)"]
+        if self.rapid_acks:
+            parts.append(f"{self.rapid_acks} Rapid Commit ACK(s)")
         if self.naks:
             parts.append(f"{self.naks} NAK(s) ({self.last_nak_message or 'no reason given'})")
         if self.declined:
@@ -121,18 +130,23 @@ class ConflictLimiter:
         self._not_before = 0.0
 
 
+async def _queued_reply(sock: DhcpSocket, xid: int, judge: Judge[T]) -> T | None:
+    """The first reply with this xid already received that `judge` accepts; never waits."""
+    return await wait_reply(sock, xid, 0.0, judge)
+
+
 async def wait_reply(sock: DhcpSocket, xid: int, timeout: float, judge: Judge[T]) -> T | None:
-    """The first reply with this xid that `judge` accepts within `timeout`, else None."""
+    """The first reply with this xid that `judge` accepts within `timeout`, else None.
+    With no time left, only replies already received count (none is waited for)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(timeout, 0.0)
     while True:
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return None
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
         # cancellation that races with the reply, and a keeper would then never stop.
+        # A deadline already passed still hands over a queued reply: recv() returns it
+        # without suspending, and times out at the loop's next turn when none is queued.
         try:
-            async with asyncio.timeout(remaining):
+            async with asyncio.timeout(max(deadline - loop.time(), 0.0)):
                 msg, mac = await sock.recv()
         except TimeoutError:
             return None
@@ -167,6 +181,37 @@ def _judge_offer(stats: AcquireStats, ifname: str) -> Judge[codec.DhcpMessage]:
             LOG.debug("%s: ignoring an OFFER: %s", ifname, err)
             return None
         return msg
+    return judge
+
+
+def _judge_rapid_ack(stats: AcquireStats, ifname: str, *, asked: bool, sent_at: float,
+                     hostname: str | None) -> Judge[Lease]:
+    """RFC 4039: a DHCPACK to a DISCOVER is the lease only if the DISCOVER asked for Rapid
+    Commit and the ACK carries option 80; it must then pass every check of an ACK to a
+    REQUEST (judge_reply), from any server, since no offer was chosen."""
+    as_ack = judge_reply(ifname=ifname, server=None, sent_at=sent_at, hostname=hostname,
+                         previous=None, stats=stats)
+
+    def judge(msg: codec.DhcpMessage, mac: bytes) -> Lease | None:
+        if msg.message_type is not codec.MessageType.ACK:
+            return None
+        value = msg.options.get(codec.Opt.RAPID_COMMIT)
+        reason: str | None = None
+        if not asked:
+            reason = "ACK to a DISCOVER that did not ask for Rapid Commit"
+        elif value is None:
+            reason = "ACK to a DISCOVER without Rapid Commit (option 80, RFC 4039)"
+        elif not msg.rapid_commit:
+            reason = f"ACK whose Rapid Commit option has {len(value)} octets, 0 expected"
+        if reason is not None:
+            stats.drop(reason)
+            LOG.info("%s: ignoring a reply: %s", ifname, reason)
+            return None
+        lease = as_ack(msg, mac)
+        if not isinstance(lease, Lease):
+            return None
+        stats.rapid_acks += 1
+        return lease
     return judge
 
 
@@ -205,6 +250,32 @@ def judge_reply(*, ifname: str, server: IPv4Address | None, sent_at: float,
     return judge
 
 
+@dataclass(frozen=True)
+class _Retries:
+    """One acquire's retransmission schedule (RFC 2131 4.1) and its deadline (loop time)."""
+
+    first: float
+    maximum: float
+    deadline: float
+    rng: random.Random
+
+    async def send_until(self, sock: DhcpSocket, msg: codec.DhcpMessage, judge: Judge[T],
+                         count: Callable[[], None]) -> T | None:
+        """Send `msg` with backoff until `judge` accepts a reply, the backoff runs out or
+        the deadline passes; `count` is called for each transmission."""
+        loop = asyncio.get_running_loop()
+        for delay in _backoff(self.first, self.maximum, self.rng):
+            sock.send(msg)
+            count()
+            got = await wait_reply(sock, msg.xid, min(delay, self.deadline - loop.time()),
+                                   judge)
+            if got is not None:
+                return got
+            if loop.time() >= self.deadline:
+                break
+        return None
+
+
 async def acquire(
     sock: DhcpSocket,
     *,
@@ -220,10 +291,15 @@ async def acquire(
     fsm: Machine | None = None,
     conflicts: ConflictLimiter | None = None,
     max_declines: int = MAX_DECLINES,
+    rapid_commit: bool = True,
 ) -> Lease:
     """DISCOVER..ACK within `timeout_s`, probing and declining conflicting addresses.
 
-    Leaves `fsm` (default: a fresh one) in REQUESTING on success; the caller binds.
+    With `rapid_commit` each DISCOVER carries option 80 (RFC 4039), and a DHCPACK to it
+    that carries option 80 too is the lease, judged, probed and declined like any other
+    ACK; a server that only offers gets the usual REQUEST. `stats.rapid_commit` tells
+    which way the lease came. Leaves `fsm` (default: a fresh one) in REQUESTING on
+    success; the caller binds.
     """
     rng = rng or random.SystemRandom()  # unpredictable xids: harder to spoof a reply
     stats = stats if stats is not None else AcquireStats()
@@ -231,8 +307,10 @@ async def acquire(
     conflicts = conflicts or ConflictLimiter(timing, QUICK_DECLINES_AT_START)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    first = first_retry_s if first_retry_s is not None else timing.acquire_first_retry_s
-    maximum = max_retry_s if max_retry_s is not None else timing.acquire_max_retry_s
+    retries = _Retries(first_retry_s if first_retry_s is not None
+                       else timing.acquire_first_retry_s,
+                       max_retry_s if max_retry_s is not None else timing.acquire_max_retry_s,
+                       deadline, rng)
     started = loop.time()
     sock.drain()
     while loop.time() < deadline:
@@ -247,41 +325,26 @@ async def acquire(
         xid = rng.getrandbits(32)
         secs = min(int(loop.time() - started), 0xFFFF)
         discover = codec.discover(xid=xid, chaddr=sock.mac, client_id=client_id,
-                                  host_name=hostname, secs=secs)
+                                  host_name=hostname, secs=secs, rapid_commit=rapid_commit)
         fsm.move(State.SELECTING)
-        offer: codec.DhcpMessage | None = None
-        for delay in _backoff(first, maximum, rng):
-            sock.send(discover)
-            stats.discovers += 1
-            offer = await wait_reply(sock, xid, min(delay, deadline - loop.time()),
-                                      _judge_offer(stats, sock.ifname))
-            if offer or loop.time() >= deadline:
-                break
-        if offer is None:
+        got = await _select(sock, discover, hostname=hostname, rapid_commit=rapid_commit,
+                            retries=retries, stats=stats)
+        if got is None:
             break
-        stats.offers += 1
+        # RFC 4039 goes from SELECTING to BOUND; the state machine binds from REQUESTING,
+        # which the caller does, so a Rapid Commit lease passes through it too.
         fsm.move(State.REQUESTING)
-        request = codec.request_selecting(offer=offer, xid=xid, chaddr=sock.mac,
-                                          client_id=client_id, host_name=hostname, secs=secs)
-        sent_at = time.time()
-        judge = judge_reply(ifname=sock.ifname, server=offer.server_id, sent_at=sent_at,
-                            hostname=hostname, previous=None, stats=stats)
-        reply: Lease | Nak | None = None
-        for delay in _backoff(first, maximum, rng):
-            sock.send(request)
-            stats.requests += 1
-            reply = await wait_reply(sock, xid, min(delay, deadline - loop.time()), judge)
-            if reply or loop.time() >= deadline:
-                break
-        if reply is None:
+        if isinstance(got, Lease):
+            lease: Lease | None = got
+        else:
+            stats.offers += 1
+            request = codec.request_selecting(offer=got, xid=xid, chaddr=sock.mac,
+                                              client_id=client_id, host_name=hostname,
+                                              secs=secs)
+            lease = await _request(sock, request, got, hostname=hostname, retries=retries,
+                                   stats=stats)
+        if lease is None:
             continue
-        if isinstance(reply, Nak):
-            stats.naks += 1
-            stats.last_nak_message = reply.message
-            LOG.info("%s: server %s NAKed %s (%s); starting over", sock.ifname,
-                     reply.server_id, offer.yiaddr, reply.message or "no reason given")
-            continue
-        lease = reply
         if probe is not None and await probe(lease.address.ip):
             LOG.warning("%s: %s is already in use on the LAN (ARP reply): declining it",
                         sock.ifname, lease.address.ip)
@@ -294,10 +357,66 @@ async def acquire(
                 break
             continue
         conflicts.reset()
+        stats.rapid_commit = isinstance(got, Lease)
+        if stats.rapid_commit:
+            LOG.debug("%s: %s acknowledged in answer to the DISCOVER (Rapid Commit)",
+                      sock.ifname, lease.address.ip)
         return lease
     fsm.move(State.INIT)
     raise LeaseError(f"no DHCP lease on {sock.ifname} within {timeout_s:g}s: "
                      f"{stats.summary()}")
+
+
+async def _select(sock: DhcpSocket, discover: codec.DhcpMessage, *, hostname: str | None,
+                  rapid_commit: bool, retries: _Retries,
+                  stats: AcquireStats) -> codec.DhcpMessage | Lease | None:
+    """SELECTING: the first usable OFFER, or Rapid Commit lease, that answers `discover`.
+
+    RFC 4039 lets a client that gets both take either: a Rapid Commit ACK already received
+    when an OFFER is taken wins, as it saves the REQUEST and its ACK.
+    """
+    sent_at = time.time()  # RFC 2131 4.4.1: a lease counts from its first request
+    rapid = _judge_rapid_ack(stats, sock.ifname, asked=rapid_commit, sent_at=sent_at,
+                             hostname=hostname)
+    offer = _judge_offer(stats, sock.ifname)
+
+    def judge(msg: codec.DhcpMessage, mac: bytes) -> codec.DhcpMessage | Lease | None:
+        if msg.message_type is codec.MessageType.ACK:
+            return rapid(msg, mac)
+        return offer(msg, mac)
+
+    def sent() -> None:
+        stats.discovers += 1
+
+    got: codec.DhcpMessage | Lease | None
+    got = await retries.send_until(sock, discover, judge, sent)
+    if isinstance(got, codec.DhcpMessage) and rapid_commit:
+        committed = await _queued_reply(sock, discover.xid, rapid)
+        if committed is not None:
+            LOG.debug("%s: taking a Rapid Commit ACK received with the OFFER", sock.ifname)
+            return committed
+    return got
+
+
+async def _request(sock: DhcpSocket, request: codec.DhcpMessage, offer: codec.DhcpMessage, *,
+                   hostname: str | None, retries: _Retries,
+                   stats: AcquireStats) -> Lease | None:
+    """REQUESTING: the lease `offer`'s server acknowledges; None (start over) on its NAK or
+    its silence."""
+    judge = judge_reply(ifname=sock.ifname, server=offer.server_id, sent_at=time.time(),
+                        hostname=hostname, previous=None, stats=stats)
+
+    def sent() -> None:
+        stats.requests += 1
+
+    reply: Lease | Nak | None = await retries.send_until(sock, request, judge, sent)
+    if isinstance(reply, Nak):
+        stats.naks += 1
+        stats.last_nak_message = reply.message
+        LOG.info("%s: server %s NAKed %s (%s); starting over", sock.ifname,
+                 reply.server_id, offer.yiaddr, reply.message or "no reason given")
+        return None
+    return reply
 
 
 def send_release(sock: DhcpSocket, lease: Lease, client_id: bytes) -> None:

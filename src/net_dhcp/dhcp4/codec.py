@@ -77,6 +77,7 @@ class Opt(enum.IntEnum):
     T2 = 59  # RFC 2132 9.12
     VENDOR_CLASS = 60  # RFC 2132 9.13
     CLIENT_ID = 61  # RFC 2132 9.14
+    RAPID_COMMIT = 80  # RFC 4039 4: no value (length 0)
     DOMAIN_SEARCH = 119  # RFC 3397
     CLASSLESS_ROUTES = 121  # RFC 3442
     END = 255  # RFC 2132 3.2
@@ -458,6 +459,11 @@ class DhcpMessage:
         return routes
 
     @property
+    def rapid_commit(self) -> bool:
+        """Option 80 (RFC 4039) present with length 0; False if absent or carrying a value."""
+        return self.options.get(Opt.RAPID_COMMIT) == b""
+
+    @property
     def client_id(self) -> bytes | None:
         """Option 61 raw value (type octet + identifier); None if absent or shorter than 2."""
         value = self.options.get(Opt.CLIENT_ID)
@@ -553,14 +559,18 @@ def discover(
     params: Sequence[int] = DEFAULT_PARAMS,
     broadcast: bool = True,
     secs: int = 0,
+    rapid_commit: bool = False,
 ) -> DhcpMessage:
-    """DHCPDISCOVER: options 53, 61, 57, [12], 55; ciaddr 0 (RFC 2131 4.4.1)."""
+    """DHCPDISCOVER: options 53, 61, [80], 57, [12], 55; ciaddr 0 (RFC 2131 4.4.1).
+
+    ``rapid_commit`` adds the empty option 80: a server that supports RFC 4039 may then
+    answer with a DHCPACK at once; one that does not ignores the option."""
     return _build(
         MessageType.DISCOVER,
         xid=xid,
         chaddr=chaddr,
         client_id=client_id,
-        middle={},
+        middle={Opt.RAPID_COMMIT: b""} if rapid_commit else {},
         host_name=host_name,
         params=params,
         max_size=True,
