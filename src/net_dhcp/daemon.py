@@ -1,4 +1,15 @@
-"""Wires the plugin together and runs it until SIGTERM/SIGINT."""
+"""Wires the plugin together and runs it until SIGTERM/SIGINT.
+
+Start-up (`start`) answers on the socket as soon as the state is loaded: requests always
+see the loaded registry. What may take longer runs after that, in the background task
+"adopt": re-adopting the stored endpoints (`Reconciler.adopt_from_kernel`: keepers
+restarted, endpoints whose veth or container is gone torn down), then the Docker watcher
+and the sweep. Until re-adoption is done, the calls that create, join, leave or delete
+endpoints, and DeleteNetwork (which deletes them), wait for it (`AfterAdoption`): it must
+not start a keeper for, or tear down, an endpoint that Docker is deleting at the same time.
+Activate, GetCapabilities, CreateNetwork, EndpointOperInfo and the status route answer at
+once.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +21,12 @@ import fcntl
 import logging
 import os
 import signal
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -21,8 +34,16 @@ from . import managed
 from .api import make_app
 from .dhcp4.timing import Timing
 from .driver import Driver
-from .errors import AlreadyRunning, StoreError
+from .errors import AlreadyRunning, NetDhcpError, StoreError
 from .reconcile import Reconciler
+from .requests import (
+    CreateEndpointRequest,
+    CreateNetworkRequest,
+    EndpointRequest,
+    JoinRequest,
+    NetworkRequest,
+)
+from .status import source_for
 from .store import Store
 
 LOG = logging.getLogger(__name__)
@@ -82,7 +103,8 @@ class Settings:
 async def serve(settings: Settings) -> None:
     """Serve the plugin socket; on SIGTERM stop without releasing running containers.
 
-    AlreadyRunning if another serve holds the socket or the state directory.
+    AlreadyRunning if another serve holds the socket or the state directory; the error
+    of re-adoption at start, if it fails (after stopping).
     """
     with exclusive(settings.socket.with_name(settings.socket.name + ".lock"), remove=True), \
             exclusive(settings.state_dir / LOCK_NAME):
@@ -95,11 +117,83 @@ async def serve(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        running.adoption.add_done_callback(lambda _task: stop.set() if running.failed()
+                                           else None)
         try:
             await stop.wait()
-            LOG.info("shutting down; running containers keep their leases")
+            failure = running.failed()
+            if failure is None:
+                LOG.info("shutting down; running containers keep their leases")
+            else:
+                LOG.error("re-adopting the stored endpoints failed: %s; stopping", failure,
+                          exc_info=failure)
         finally:
             await running.close()
+        if failure is not None:
+            raise failure
+
+
+class AfterAdoption:
+    """The driver as api.py sees it: the calls that create, join, leave or delete endpoints
+    (DeleteNetwork too) wait until the stored endpoints are re-adopted; the others do not."""
+
+    def __init__(self, driver: Driver, adoption: asyncio.Task[None]) -> None:
+        self.driver = driver
+        self.adoption = adoption
+
+    async def _adopted(self) -> None:
+        """Return once re-adoption is done; NetDhcpError if it failed or was cancelled."""
+        try:
+            await asyncio.shield(self.adoption)
+        except asyncio.CancelledError:
+            if not self.adoption.cancelled():
+                raise  # this request was cancelled, not re-adoption
+            raise NetDhcpError("net-dhcp is shutting down") from None
+        except Exception as err:
+            raise NetDhcpError(f"net-dhcp failed to re-adopt its endpoints at start: "
+                               f"{err}") from err
+
+    async def create_network(self, req: CreateNetworkRequest) -> dict[str, Any]:
+        """Driver.create_network, at once (re-adoption touches endpoints only)."""
+        return await self.driver.create_network(req)
+
+    async def delete_network(self, req: NetworkRequest) -> dict[str, Any]:
+        """Driver.delete_network, once re-adopted (it deletes the network's endpoints)."""
+        await self._adopted()
+        return await self.driver.delete_network(req)
+
+    async def create_endpoint(self, req: CreateEndpointRequest) -> dict[str, Any]:
+        """Driver.create_endpoint, once re-adopted (a stale endpoint torn down meanwhile
+        could release a lease of the same MAC through the bridge)."""
+        await self._adopted()
+        return await self.driver.create_endpoint(req)
+
+    async def endpoint_oper_info(self, req: EndpointRequest) -> dict[str, Any]:
+        """Driver.endpoint_oper_info, at once (it only reads)."""
+        return await self.driver.endpoint_oper_info(req)
+
+    async def delete_endpoint(self, req: EndpointRequest) -> dict[str, Any]:
+        """Driver.delete_endpoint, once re-adopted."""
+        await self._adopted()
+        return await self.driver.delete_endpoint(req)
+
+    async def join(self, req: JoinRequest) -> dict[str, Any]:
+        """Driver.join, once re-adopted."""
+        await self._adopted()
+        return await self.driver.join(req)
+
+    async def leave(self, req: EndpointRequest) -> dict[str, Any]:
+        """Driver.leave, once re-adopted."""
+        await self._adopted()
+        return await self.driver.leave(req)
+
+
+async def _adopt_then_reconcile(reconciler: Reconciler, listening: asyncio.Event) -> None:
+    """Once the socket is `listening`, re-adopt the stored endpoints, then start the Docker
+    watcher and the sweep."""
+    await listening.wait()
+    await reconciler.adopt_from_kernel()
+    reconciler.start()
 
 
 @dataclass
@@ -111,10 +205,21 @@ class Running:
     reconciler: Reconciler
     runner: web.AppRunner
     socket: Path
+    adoption: asyncio.Task[None]
+    """Re-adoption of the stored endpoints, then starting the reconciler (task "adopt")."""
+
+    def failed(self) -> BaseException | None:
+        """What re-adoption failed with, if it has (None: running, done or cancelled)."""
+        if not self.adoption.done() or self.adoption.cancelled():
+            return None
+        return self.adoption.exception()
 
     async def close(self) -> None:
         """Stop serving and every background task; containers keep their leases."""
         try:
+            self.adoption.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.adoption
             await self.reconciler.close()
             await self.runner.cleanup()
             with contextlib.suppress(FileNotFoundError):
@@ -126,9 +231,11 @@ class Running:
 
 
 async def start(settings: Settings) -> Running:
-    """Load state, re-adopt running containers, listen on the socket (mode 0600), and
-    start the reconciler. The caller holds the locks and owns the returned `Running`."""
+    """Load state, listen on the socket (mode 0600), and re-adopt running containers and
+    start the reconciler in the background (see the module docstring). The caller holds
+    the locks and owns the returned `Running`."""
     store = Store(settings.state_dir)
+    adoption: asyncio.Task[None] | None = None
     try:
         driver = Driver(store, timing=settings.timing, netns_dir=settings.netns_dir)
         driver.load()
@@ -142,17 +249,23 @@ async def start(settings: Settings) -> Running:
                                 plugin_id=plugin_id,
                                 docker_socket=settings.docker_socket,
                                 sweep_interval_s=settings.sweep_interval_s)
-        await reconciler.adopt_from_kernel()
+        # Its first netlink call imports pyroute2 (~100 ms): not before the socket answers.
+        listening = asyncio.Event()
+        adoption = asyncio.create_task(_adopt_then_reconcile(reconciler, listening),
+                                       name="adopt")
 
         settings.socket.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             settings.socket.unlink()
-        runner = web.AppRunner(make_app(driver), access_log=None, handle_signals=False)
+        app = make_app(AfterAdoption(driver, adoption), status=source_for(driver, time.time()))
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
     except BaseException:
+        if adoption is not None:
+            adoption.cancel()  # it still waits for `listening`: nothing to undo
         store.close()
         raise
-    running = Running(store, driver, reconciler, runner, settings.socket)
+    running = Running(store, driver, reconciler, runner, settings.socket, adoption)
     try:
         site = web.UnixSite(runner, str(settings.socket))
         old_umask = os.umask(0o177)
@@ -162,7 +275,7 @@ async def start(settings: Settings) -> Running:
             os.umask(old_umask)
         os.chmod(settings.socket, 0o600)
         LOG.info("listening on %s (state in %s)", settings.socket, store.path)
-        reconciler.start()
+        listening.set()
     except BaseException:
         await running.close()
         raise

@@ -23,8 +23,6 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from pyroute2 import IPRoute
-
 from . import netlink
 from .dhcp4 import codec
 from .dhcp4.sockets import DhcpSocket, open_dhcp_socket
@@ -82,6 +80,8 @@ def _no_ipv6(ifname: str) -> None:
 
 def _create(bridge: str, host_if: str, client_if: str, client_mac: bytes) -> None:
     """The pair, host end on `bridge`, both up (blocking). Deletes what it made on error."""
+    from pyroute2 import IPRoute
+
     with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=bridge)
         if not found:

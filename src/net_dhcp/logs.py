@@ -11,6 +11,12 @@ TRACE = 5
 LEVELS = {"trace": TRACE, "debug": logging.DEBUG, "info": logging.INFO,
           "warning": logging.WARNING, "error": logging.ERROR}
 LOG_FILE_MODE = 0o640
+QUIET = {"pyroute2": logging.WARNING, "aiohttp.access": logging.WARNING,
+         "asyncio": logging.INFO}
+"""Levels setup_logging sets on chatty libraries' loggers (pyroute2 logs every netlink
+message at debug level: far too much even for trace)."""
+_quiet = False
+"""Whether setup_logging has set QUIET's levels."""
 
 
 def setup_logging(log_file: str | None, *, also_stderr: bool = False) -> None:
@@ -37,7 +43,14 @@ def setup_logging(log_file: str | None, *, also_stderr: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = handlers
     root.setLevel(LEVELS[name])
-    # pyroute2 logs every netlink message at debug level: far too much even for trace.
-    logging.getLogger("pyroute2").setLevel(logging.WARNING)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("asyncio").setLevel(logging.INFO)
+    global _quiet
+    _quiet = True
+    for logger, level in QUIET.items():
+        logging.getLogger(logger).setLevel(level)
+
+
+def pyroute2_imported() -> None:
+    """Called once pyroute2 is imported (netlink.py imports it on first use, after
+    setup_logging): its import sets its logger's level to NOTSET; put QUIET's back."""
+    if _quiet:
+        logging.getLogger("pyroute2").setLevel(QUIET["pyroute2"])

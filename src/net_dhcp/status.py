@@ -43,7 +43,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from importlib import metadata
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
@@ -68,6 +67,8 @@ Doc = dict[str, Any]
 @functools.cache
 def version() -> str:
     """The installed net-dhcp's version ("unknown" when run from a bare source tree)."""
+    from importlib import metadata
+
     try:
         return metadata.version("net-dhcp")
     except metadata.PackageNotFoundError:
