@@ -44,6 +44,7 @@ from .requests import (
 from .routes import join_routes
 from .store import Store
 from .tasks import KeyedLocks, together
+from .teardown import Teardowns
 
 LOG = logging.getLogger(__name__)
 
@@ -70,6 +71,35 @@ def _recovered6(mac: str, address6: str) -> Lease6 | None:
                   prefixlen=iface.network.prefixlen)
 
 
+class _Stopwatch:
+    """Where a CreateEndpoint's time went, for the log line the benchmark reads: the veth,
+    each family's DHCP exchange (IPv4's without its conflict probe), the probe."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+        self.parts: dict[str, float] = {}
+
+    ORDER = ("veth", "DHCPv4", "DHCPv6", "probe")
+
+    def since(self, start: float) -> float:
+        return time.perf_counter() - start
+
+    def add(self, name: str, seconds: float) -> None:
+        self.parts[name] = self.parts.get(name, 0.0) + seconds
+
+    def __str__(self) -> str:
+        total = self.since(self._start) * 1000
+        parts = ", ".join(f"{k} {self.parts[k] * 1000:.1f} ms"
+                          for k in self.ORDER if k in self.parts)
+        return f"{total:.1f} ms ({parts})"
+
+
+async def _cancelled(task: asyncio.Task[Any]) -> None:
+    """Cancel a helper task and wait for it, whatever it raised."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 class Driver:
     """Implements the NetworkDriver calls; api.py maps HTTP onto these methods."""
 
@@ -80,6 +110,8 @@ class Driver:
         self.timing = timing
         self.docker_pools: list[tuple[str, IPv4Network]] = []
         self._ids = KeyedLocks()
+        self.teardowns = Teardowns()
+        """Leave's and DeleteEndpoint's work after their reply (teardown.py)."""
         self.netns_dir = netns_dir
         """A managed plugin's mount of the host's Docker netns folder (None: legacy)."""
 
@@ -169,6 +201,7 @@ class Driver:
 
     async def delete_network(self, req: NetworkRequest) -> dict[str, Any]:
         """Tear down endpoints Docker left behind, then forget the network; idempotent."""
+        await self.teardowns.wait(ep.id for ep in self.registry.endpoints_of(req.network_id))
         for ep in self.registry.endpoints_of(req.network_id):
             LOG.info("network %s deleted with endpoint %s still there; removing it",
                      req.network_id[:12], ep.id[:12])
@@ -185,25 +218,40 @@ class Driver:
         ep_opts = EndpointOptions.from_request(req.options)
         mac = req.mac or generated_mac(req.endpoint_id)
         host_if, cont_if = veth.names(req.endpoint_id)
+        # Work owed to an earlier call for this ID (a DeleteEndpoint's veth deletion) first.
+        await self.teardowns.wait([req.endpoint_id])
         # One call at a time per endpoint ID: a DeleteEndpoint for it that is removing a
         # leftover pair finishes before this one creates the new pair.
         async with self._ids.hold(req.endpoint_id):
             with self.registry.creating(req.endpoint_id, host_if):
-                await veth.create(req.endpoint_id, net.options.bridge, mac, ipv6=net.options.ipv6)
+                clock = _Stopwatch()
+                # What Join will need from the bridge (its routes), fetched meanwhile.
+                routes = asyncio.create_task(netlink.bridge_info(net.options.bridge),
+                                             name=f"bridge-info:{req.endpoint_id[:12]}")
+                try:
+                    await veth.create(req.endpoint_id, net.options.bridge, mac,
+                                      ipv6=net.options.ipv6)
+                except BaseException:
+                    await _cancelled(routes)
+                    raise
+                clock.add("veth", clock.since(clock._start))
                 ep = Endpoint(id=req.endpoint_id, network_id=net.id, host_if=host_if,
                               cont_if=cont_if, mac=mac, options=ep_opts, lease=None)
                 try:
-                    await self._acquire_all(net, ep)
+                    await self._acquire_all(net, ep, clock)
                     if net.id not in self.registry.networks:
                         raise NotFoundError(f"network {net.id[:12]} was deleted while endpoint "
                                             f"{ep.id[:12]} was being created")
                     self.registry.add_endpoint(ep)
                 except BaseException:
+                    await _cancelled(routes)
                     if ep.lease is not None or ep.lease6 is not None:
                         # Nothing remembers these leases: give them back before the veth goes.
                         await self.leases.release_all(ep)
                     await veth.remove(host_if, cont_if, f"endpoint {req.endpoint_id[:12]}")
                     raise
+                ep.bridge_info = routes
+        LOG.info("endpoint %s: CreateEndpoint %s", ep.id[:12], clock)
         assert ep.lease is not None
         lease = ep.lease
         LOG.info("endpoint %s: %s for %s from server %s (lease %gs)", ep.id[:12],
@@ -220,27 +268,36 @@ class Driver:
             out["MacAddress"] = mac
         return {"Interface": out}
 
-    async def _acquire_all(self, net: Network, ep: Endpoint) -> None:
+    async def _acquire_all(self, net: Network, ep: Endpoint, clock: _Stopwatch) -> None:
         """Get the endpoint's leases, both families at once; each is set on `ep` as soon
         as it comes, so a failure of the other leaves it there to be released."""
         hostname = ep.options.hostname
 
+        start = time.perf_counter()
+
         async def v4() -> None:
-            ep.lease = await self._acquire(net, ep.cont_if, ep.mac, hostname)
+            ep.lease = await self._acquire(net, ep.cont_if, ep.mac, hostname, clock)
+            clock.add("DHCPv4", clock.since(start) - clock.parts.get("probe", 0.0))
 
         async def v6() -> None:
             ep.lease6 = await self._acquire6(net, ep.cont_if, hostname)
+            clock.add("DHCPv6", clock.since(start))
 
         await together(v4(), *([v6()] if net.options.ipv6 else []))
 
-    async def _acquire(self, net: Network, ifname: str, mac: str, hostname: str | None) -> Lease:
+    async def _acquire(self, net: Network, ifname: str, mac: str, hostname: str | None,
+                       clock: _Stopwatch) -> Lease:
         sock: DhcpSocket = await asyncio.to_thread(open_dhcp_socket, ifname, with_sink=False)
         stats = AcquireStats()
         try:
             sock.start()
 
             async def probe(ip: IPv4Address) -> bool:
-                return await acd.in_use(ifname, None, ip)
+                started = time.perf_counter()
+                try:
+                    return await acd.in_use(ifname, None, ip)
+                finally:
+                    clock.add("probe", time.perf_counter() - started)
 
             return await acquire(sock, client_id=codec.client_id_for_mac(codec.mac_from_str(mac)),
                                  hostname=hostname, timeout_s=net.options.lease_timeout_s,
@@ -277,7 +334,9 @@ class Driver:
         return router.on_link(lease, ra)
 
     async def endpoint_oper_info(self, req: EndpointRequest) -> dict[str, Any]:
-        """Docker ignores the value; answer fast with what we know."""
+        """Docker ignores the value; answer fast with what we know (after any work still
+        owed to an earlier call for the endpoint, as every call for it does)."""
+        await self.teardowns.wait([req.endpoint_id])
         ep = self.registry.endpoints.get(req.endpoint_id)
         value: dict[str, Any] = {}
         if ep is not None and ep.lease is not None:
@@ -289,6 +348,7 @@ class Driver:
 
     async def join(self, req: JoinRequest) -> dict[str, Any]:
         """Tell Docker the interface, gateway and routes; start keeping the lease."""
+        await self.teardowns.wait([req.endpoint_id])  # an earlier Leave's release first
         ep = self.registry.endpoint(req.endpoint_id)
         if ep.lease is None:
             raise LeaseError(f"endpoint {req.endpoint_id[:12]} has no lease")
@@ -298,7 +358,7 @@ class Driver:
         gateway = lease.gateway
         bridge: netlink.BridgeInfo | None = None
         if gateway is None or not net.options.skip_routes:
-            bridge = await netlink.bridge_info(net.options.bridge)
+            bridge = await self._bridge_for_join(ep, net)
             if gateway is None:
                 gateway = bridge.default_gateway
         routes = join_routes(lease.address, lease.routes,
@@ -323,20 +383,43 @@ class Driver:
             if self.registry.endpoints.get(ep.id) is not ep:
                 raise NotFoundError(f"endpoint {ep.id[:12]} was deleted during Join")
             self.registry.set_joined(ep, where)
-            ep.released = False
+            ep.released, ep.released_part = False, (False, False)
             if where:
                 await self.leases.start(ep)
         return reply
 
+    async def _bridge_for_join(self, ep: Endpoint, net: Network) -> netlink.BridgeInfo:
+        """The bridge's routes, as fetched during CreateEndpoint (a few ms ago), or now."""
+        fetched, ep.bridge_info = ep.bridge_info, None
+        if fetched is not None:
+            try:
+                return await fetched
+            except Exception as err:  # noqa: BLE001 - look again, and fail (clearly) then
+                LOG.debug("endpoint %s: bridge look-up during CreateEndpoint failed (%s); "
+                          "again", ep.id[:12], err)
+        return await netlink.bridge_info(net.options.bridge)
+
     async def leave(self, req: EndpointRequest) -> dict[str, Any]:
-        """Stop keeping the lease and release it; idempotent."""
+        """Record the Leave and release the leases through the running keepers (a send
+        each), answer, then stop the keepers (teardown.py): Docker waits for this reply
+        before it moves the interface out. Idempotent."""
         ep = self.registry.endpoints.get(req.endpoint_id)
         if ep is None:
             return {}
         async with ep.lock:
-            await self.leases.stop(ep, release=True)
             self.registry.set_joined(ep, None)
+            # Docker moves the interface out right after this reply: release now, through
+            # the keeper's socket in the container (one send), and stop the keeper after.
+            await self.leases.release_now(ep)
+        self.teardowns.start(ep.id, self._after_leave(ep), f"Leave of endpoint {ep.id[:12]}")
         return {}
+
+    async def _after_leave(self, ep: Endpoint) -> None:
+        async with ep.lock:
+            if ep.sandbox is None:  # not joined again meanwhile
+                # What the keepers' sockets could not release is released by
+                # DeleteEndpoint, from the host, once Docker has moved the interface back.
+                await self.leases.stop(ep, release=False)
 
     async def delete_endpoint(self, req: EndpointRequest) -> dict[str, Any]:
         """Release if still held, delete the veth, forget the endpoint; idempotent."""
@@ -350,17 +433,25 @@ class Driver:
                 if host_if not in owned | self.registry.being_created():
                     await veth.remove(host_if, cont_if, f"endpoint {req.endpoint_id[:12]}")
             return {}
-        await self.remove_endpoint(ep, release=True)
+        # Answer now; release (if Leave did not), delete the veth and forget the endpoint
+        # right after. Until then it stays in the state file, so a crash loses nothing.
+        self.teardowns.start(ep.id, self.remove_endpoint(ep, release=True),
+                             f"DeleteEndpoint of endpoint {ep.id[:12]}")
         return {}
 
     async def remove_endpoint(self, ep: Endpoint, *, release: bool) -> None:
         """Tear an endpoint down completely: keeper, lease, veth, state. Best effort."""
         async with ep.lock:
+            if ep.bridge_info is not None:  # never joined
+                await _cancelled(ep.bridge_info)
+                ep.bridge_info = None
             await self.leases.stop(ep, release=release)
             await veth.remove(ep.host_if, ep.cont_if, f"endpoint {ep.id[:12]}")
             self.registry.forget_endpoint(ep)
             LOG.info("endpoint %s deleted", ep.id[:12])
 
     async def close(self) -> None:
-        """Stop every keeper without releasing: containers keep their addresses."""
+        """Finish the work owed to replies already sent, then stop every keeper without
+        releasing: containers keep their addresses."""
+        await self.teardowns.close()
         await self.leases.close()

@@ -295,47 +295,61 @@ class LeaseSupervisor:
             LOG.error("endpoint %s: DHCP client did not stop within %gs; going on",
                       ep.id[:12], KEEPER_STOP_S)
 
+    async def release_now(self, ep: Endpoint) -> None:
+        """Leave, before its reply: give the leases back through the running keepers'
+        sockets, open in the container's namespace (a send each, no thread, no netlink),
+        while Docker has not yet moved the interface out. Best effort: what this does not
+        release, the endpoint's removal does, from the host (`stop` with `release`)."""
+        run = self._running.get(ep.id)
+        if (run is None or run.task.done() or ep.released
+                or self.registry.same_client(ep) is not None):
+            return
+        done4, done6 = ep.released_part
+        if run.keeper is not None and not done4:
+            try:
+                send_release(run.keeper.sock, run.keeper.lease, ep.client_id)
+            except (OSError, InterfaceGone) as err:
+                LOG.info("endpoint %s: DHCPRELEASE through the keeper failed (%s); it is "
+                         "sent when the endpoint is removed", ep.id[:12], err)
+            else:
+                done4 = True
+                LOG.info("endpoint %s: released %s to %s", ep.id[:12],
+                         run.keeper.lease.address, run.keeper.lease.server_id)
+        if run.keeper6 is not None and not done6:
+            try:
+                await send_release6(run.keeper6.sock, run.keeper6.lease)
+            except (OSError, InterfaceGone) as err:
+                LOG.info("endpoint %s: DHCPv6 Release through the keeper failed (%s); it "
+                         "is sent when the endpoint is removed", ep.id[:12], err)
+            else:
+                done6 = True
+                LOG.info("endpoint %s: released %s", ep.id[:12], run.keeper6.lease.address)
+        ep.released_part = (done4, done6)
+        if (done4 or ep.lease is None) and (done6 or ep.lease6 is None):
+            ep.released = True
+
     async def stop(self, ep: Endpoint, *, release: bool) -> None:
-        """Stop keeping the leases; with `release`, give them back (best effort, logged)."""
+        """Stop keeping the leases; with `release`, give them back (best effort, logged),
+        but for what `release_now` gave back already."""
+        if release:
+            await self.release_now(ep)
         run = self._running.get(ep.id)
         keeper = run.keeper if run is not None else None
         keeper6 = run.keeper6 if run is not None else None
-        twin = self.registry.same_client(ep)
-        todo = release and not ep.released and twin is None
-        done4 = done6 = False
-        # A running keeper's socket is already open in the container's namespace:
-        # release through it (no thread, no netlink) before stopping it.
-        if todo and keeper is not None:
-            try:
-                send_release(keeper.sock, keeper.lease, ep.client_id)
-            except (OSError, InterfaceGone) as err:
-                LOG.info("endpoint %s: DHCPRELEASE through the keeper failed (%s); "
-                         "trying again after it stops", ep.id[:12], err)
-            else:
-                done4 = True
-                LOG.info("endpoint %s: released %s to %s", ep.id[:12], keeper.lease.address,
-                         keeper.lease.server_id)
-        if todo and keeper6 is not None:
-            try:
-                await send_release6(keeper6.sock, keeper6.lease)
-            except (OSError, InterfaceGone) as err:
-                LOG.info("endpoint %s: DHCPv6 Release through the keeper failed (%s); "
-                         "trying again after it stops", ep.id[:12], err)
-            else:
-                done6 = True
-                LOG.info("endpoint %s: released %s", ep.id[:12], keeper6.lease.address)
         lease = keeper.lease if keeper is not None else ep.lease
         lease6 = keeper6.lease if keeper6 is not None else ep.lease6
         await self._cancel(ep)
         if not release or ep.released or (lease is None and lease6 is None):
             return
         ep.released = True
+        twin = self.registry.same_client(ep)
         if twin is not None:
             # A restarted container reuses its MAC (--mac-address): the server sees one
             # client, and releasing the stale endpoint would release the live one.
             LOG.info("endpoint %s: no release, endpoint %s holds the same MAC %s",
                      ep.id[:12], twin.id[:12], ep.mac)
             return
+        done4, done6 = ep.released_part
         await self._release_rest(ep, None if done4 else lease, None if done6 else lease6)
 
     async def release_all(self, ep: Endpoint) -> None:
@@ -368,6 +382,15 @@ class LeaseSupervisor:
             return None, ep.cont_if
         return None
 
+    async def _bring_back_up(self, ep: Endpoint, ifname: str) -> None:
+        """Up the container end Docker handed back to the host, and wait until a frame
+        from it reaches the LAN: until the kernel's link watch has run for both ends,
+        the device drops frames and the bridge port does not forward, without an error."""
+        await netlink.set_up(ifname)
+        if not await netlink.wait_forwarding(ep.host_if):
+            LOG.info("endpoint %s: bridge port %s does not forward yet; sending anyway",
+                     ep.id[:12], ep.host_if)
+
     async def release6(self, ep: Endpoint, lease: Lease6) -> None:
         """Send a DHCPv6 Release from wherever the container end is now."""
         place = await self._where(ep)
@@ -379,7 +402,7 @@ class LeaseSupervisor:
         if where is None:
             # Back in the host, down, with a fresh link-local address: usable at once.
             await asyncio.to_thread(netlink.skip_dad, ifname)
-            await netlink.set_up(ifname)
+            await self._bring_back_up(ep, ifname)
         sock = await netlink.run_in_netns(where, functools.partial(open_dhcp6_socket, ifname))
         try:
             sock.start()
@@ -398,7 +421,7 @@ class LeaseSupervisor:
         where, ifname = place
         if where is None:
             # Docker hands the container end back to the host down; it is deleted next.
-            await netlink.set_up(ifname)
+            await self._bring_back_up(ep, ifname)
         sock = await netlink.run_in_netns(
             where, functools.partial(open_dhcp_socket, ifname, with_sink=False))
         try:

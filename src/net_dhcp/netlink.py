@@ -16,17 +16,39 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
 from pathlib import Path
-from typing import Any, TypeVar
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError as PyNetlinkError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import NetlinkError, OptionError
 from .routes import Route, reachable
+
+# pyroute2 takes ~100 ms to import, so it is imported on the first IPRoute() here, not with
+# this module: `net-dhcp serve` answers on its socket before any netlink work is needed.
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError as PyNetlinkError
+else:
+    class PyNetlinkError(Exception):
+        """Stands for pyroute2's NetlinkError until the first IPRoute() imports pyroute2
+        and puts the real class here. Only an IPRoute from here can raise the real one
+        (every `ipr` these functions take is one), so nothing is missed before that."""
+
+    def IPRoute(*args: Any, **kwargs: Any) -> Any:
+        """pyroute2.IPRoute(*args, **kwargs); the first call imports pyroute2 and puts
+        IPRoute and NetlinkError (PyNetlinkError) in this module's namespace."""
+        global IPRoute, PyNetlinkError
+        from pyroute2 import IPRoute as iproute
+        from pyroute2.netlink.exceptions import NetlinkError as netlink_error
+
+        from .logs import pyroute2_imported
+
+        pyroute2_imported()
+        IPRoute, PyNetlinkError = iproute, netlink_error
+        return iproute(*args, **kwargs)
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -141,22 +163,27 @@ def _route_of(msg: Any) -> Route:
                  IPv4Address(gw) if gw else None)
 
 
+def _bridge_index(ipr: Any, name: str) -> int:
+    """The index of bridge `name`; OptionError if it is missing or not a bridge."""
+    idx = ipr.link_lookup(ifname=name)
+    if not idx:
+        raise OptionError(
+            f"bridge {name!r} does not exist: create it first (ip link add {name} type "
+            "bridge) and attach your LAN interface to it, or name an existing bridge"
+        )
+    index = int(idx[0])
+    kind = _link_kind(ipr.get_links(index)[0])
+    if kind != "bridge":
+        raise OptionError(
+            f"interface {name!r} is a {kind or 'plain interface'}, not a bridge: give "
+            "-o bridge= the name of a Linux bridge that holds your LAN interface"
+        )
+    return index
+
+
 def _bridge_info(name: str, with_routes: bool = True) -> BridgeInfo:
     with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=name)
-        if not idx:
-            raise OptionError(
-                f"bridge {name!r} does not exist: create it first (ip link add {name} type "
-                "bridge) and attach your LAN interface to it, or name an existing bridge"
-            )
-        index = idx[0]
-        link = ipr.get_links(index)[0]
-        kind = _link_kind(link)
-        if kind != "bridge":
-            raise OptionError(
-                f"interface {name!r} is a {kind or 'plain interface'}, not a bridge: give "
-                "-o bridge= the name of a Linux bridge that holds your LAN interface"
-            )
+        index = _bridge_index(ipr, name)
         addrs = tuple(
             IPv4Interface(f"{_attr(a, 'IFA_ADDRESS')}/{a['prefixlen']}")
             for a in ipr.get_addr(family=AF_INET, index=index)
@@ -213,29 +240,33 @@ def skip_dad(ifname: str) -> None:
         LOG.debug("cannot skip DAD on %s (%s): DHCPv6 waits for it", ifname, err.strerror)
 
 
-def _create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None,
+def _create_veth(host_if: str, cont_if: str, bridge: int | str, mac: str | None,
                  replace_leftover: bool, no_dad: bool = False) -> str:
+    # One netlink socket and four round trips: the bridge (by name), the pair made with its
+    # host end already on the bridge and up, the container end up. Docker waits for this.
     with IPRoute() as ipr:
+        master = bridge if isinstance(bridge, int) else _bridge_index(ipr, bridge)
         peer: dict[str, Any] = {"ifname": cont_if}
         if mac:
             peer["address"] = mac
+        spec: dict[str, Any] = {"ifname": host_if, "kind": "veth", "peer": peer,
+                                "master": master, "state": "up"}
         try:
-            ipr.link("add", ifname=host_if, kind="veth", peer=peer)
+            ipr.link("add", **spec)
         except PyNetlinkError as err:
             if err.code != errno.EEXIST or not replace_leftover:
                 raise
             # A leftover pair from a crashed attempt that no endpoint owns: start clean.
             ipr.link("del", ifname=host_if)
-            ipr.link("add", ifname=host_if, kind="veth", peer=peer)
+            ipr.link("add", **spec)
         try:
-            h = ipr.link_lookup(ifname=host_if)[0]
-            c = ipr.link_lookup(ifname=cont_if)[0]
             if no_dad:
                 # DHCPv6 is sent from the link-local address, which DAD holds back ~1 s.
                 skip_dad(cont_if)
-            ipr.link("set", index=h, master=bridge_index, state="up")
-            ipr.link("set", index=c, state="up")
-            link = ipr.get_links(c)[0]
+            ipr.link("set", ifname=cont_if, state="up")
+            if mac:
+                return mac.lower()
+            link = ipr.get_links(ifname=cont_if)[0]
         except BaseException:
             # Half made: the caller never owned it, so nothing else would delete it.
             with contextlib.suppress(Exception):
@@ -244,20 +275,21 @@ def _create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None,
         return str(_attr(link, "IFLA_ADDRESS"))
 
 
-async def create_veth(host_if: str, cont_if: str, bridge_index: int, mac: str | None, *,
+async def create_veth(host_if: str, cont_if: str, bridge: int | str, mac: str | None, *,
                       replace_leftover: bool, no_dad: bool = False) -> str:
-    """Create a veth pair, host end enslaved to the bridge; both up. Returns the peer's MAC.
+    """Create a veth pair, host end enslaved to the bridge (its index, or its name: then
+    OptionError if it is missing or not a bridge); both up. Returns the peer's MAC.
 
     An existing pair of the same name is deleted first only with `replace_leftover` (the
     caller knows no endpoint owns it); otherwise it is an error. `no_dad`: the peer's IPv6
     link-local address is usable at once (see skip_dad).
     """
     try:
-        return await asyncio.to_thread(_create_veth, host_if, cont_if, bridge_index, mac,
+        return await asyncio.to_thread(_create_veth, host_if, cont_if, bridge, mac,
                                        replace_leftover, no_dad)
     except PyNetlinkError as err:
         raise NetlinkError(f"could not create veth {host_if}/{cont_if}: {err}") from err
-    except IndexError as err:  # a link_lookup found nothing: deleted while being set up
+    except IndexError as err:  # a look-up found nothing: deleted while being set up
         raise NetlinkError(f"veth {host_if}/{cont_if} vanished while being created") from err
 
 
@@ -304,15 +336,50 @@ async def link_names(prefix: str, masters: set[str] | None = None) -> list[str]:
     return await asyncio.to_thread(_link_names, prefix, masters)
 
 
+UP_WAIT_S = 1.0
+"""How long set_up waits for the kernel to make an interface operational."""
+
+
 def _set_up(name: str) -> None:
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname=name)
-        if idx:
-            ipr.link("set", index=idx[0], state="up")
+        if not idx:
+            return
+        ipr.link("set", index=idx[0], state="up")
+        # Until the kernel's link watch has run (operstate UP), the device's queue drops
+        # every frame: a DHCPRELEASE sent at once would be lost without an error.
+        deadline = time.monotonic() + UP_WAIT_S
+        while time.monotonic() < deadline:
+            links = ipr.get_links(idx[0])
+            if not links or _attr(links[0], "IFLA_OPERSTATE") in ("UP", "UNKNOWN"):
+                return
+            time.sleep(0.002)
+
+
+BR_STATE_FORWARDING = "3"
+"""/sys/class/net/<port>/brport/state of a bridge port that forwards (linux/if_bridge.h)."""
+
+
+async def wait_forwarding(port: str, timeout: float = UP_WAIT_S) -> bool:
+    """Wait until bridge port `port` forwards (the bridge learns a port's carrier came
+    back only when the kernel's link watch runs); True if it does, or is no bridge port."""
+    path = Path("/sys/class/net") / port / "brport" / "state"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = path.read_text().strip()
+        except OSError:
+            return True  # gone, or not on a bridge: nothing to wait for
+        if state == BR_STATE_FORWARDING:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.002)
 
 
 async def set_up(name: str) -> None:
-    """Bring a host interface up (no-op if it is gone)."""
+    """Bring a host interface up and wait (at most UP_WAIT_S) until it can send; no-op if
+    it is gone."""
     try:
         await asyncio.to_thread(_set_up, name)
     except PyNetlinkError as err:

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .config import EndpointOptions, NetworkOptions
 from .dhcp4 import codec
@@ -19,6 +20,9 @@ from .dhcp4.lease import Lease
 from .dhcp6.lease import Lease6
 from .errors import NotFoundError, RequestError, StoreError
 from .store import Store
+
+if TYPE_CHECKING:
+    from .netlink import BridgeInfo
 
 LOG = logging.getLogger(__name__)
 
@@ -51,7 +55,11 @@ class Endpoint:
     container_name: str | None = None
     """Docker's name of the container, once the reconciler learnt it (memory only)."""
     released: bool = False
+    released_part: tuple[bool, bool] = (False, False)
+    """(IPv4, IPv6) given back already while `released` is still False (at Leave)."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    bridge_info: asyncio.Task[BridgeInfo] | None = field(default=None, repr=False)
+    """The bridge's look-up started by CreateEndpoint for Join (memory only, used once)."""
     known_since: float = field(default_factory=time.monotonic)
     """When this process learnt of the endpoint (created, loaded or recovered): the
     sweep spares it for a while, as Docker may not show it yet."""

@@ -549,6 +549,9 @@ def snapshot(plugin: InProcessPlugin, bridge: str) -> Snapshot:
     """Memory, state file and tasks read in one go on the plugin's loop; then the bridge."""
     async def read() -> Snapshot:
         assert plugin.running is not None
+        # Leave and DeleteEndpoint answer before their work is done (teardown.py): compare
+        # once the work owed to the replies so far is done.
+        await plugin.driver.teardowns.wait(plugin.driver.teardowns.pending())
         reg = plugin.driver.registry
         store = plugin.running.store
         me = asyncio.current_task()

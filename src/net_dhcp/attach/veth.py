@@ -31,8 +31,7 @@ async def create(endpoint_id: str, bridge: str, mac: str, *,
     leftover of a crashed attempt and is replaced.
     """
     host_if, cont_if = names(endpoint_id)
-    info = await netlink.bridge_info(bridge, with_routes=False)
-    await netlink.create_veth(host_if, cont_if, info.index, mac, replace_leftover=True,
+    await netlink.create_veth(host_if, cont_if, bridge, mac, replace_leftover=True,
                               no_dad=ipv6)
     return host_if, cont_if
 
