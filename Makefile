@@ -19,10 +19,11 @@ test: setup lint
 demo: setup
 	$(PY) -m tests.lab demo
 
-# Prints what net-dhcp adds to `docker run`, as ratios measured in one run (asserts nothing).
+# Measures net-dhcp against Docker's bridge driver on both engines (docker run, 50 at once,
+# RSS and CPU per lease, serve start, CreateEndpoint split); prints a table, writes
+# bench/results.json and asserts nothing. BENCH_ARGS, e.g. --quick or --engines docker28.
 bench: setup
-	$(PY) -m bench.bench_start
-	$(PY) -m bench.bench_scale
+	$(PY) -m bench.bench $(BENCH_ARGS)
 
 # The managed (v2) plugin, built without a registry (plugin/README.md): the rootfs goes to
 # build/plugin/<version>-linux-<arch>/, then `docker plugin create PLUGIN_NAME:<that tag>`.
