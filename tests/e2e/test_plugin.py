@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DockerCleanup, LanFactory
-from tests.lab import BUSYBOX, Plugin, random_mac, sh
+from tests.lab import BUSYBOX, Plugin, random_mac, sh, wait_until
 
 SHOW = "ip -4 addr show eth0; ip -4 route"
 
@@ -39,7 +39,8 @@ def test_container_gets_its_address_from_the_lan_server(
     assert lab.wait_for_lease(mac=mac).ip == ip
     assert len(our_veths(lab.bridge)) == 1
     docker_cleanup.docker("rm", "-f", c.name)
-    assert our_veths(lab.bridge) == []
+    # DeleteEndpoint deletes the veth right after its reply (teardown.py).
+    wait_until(lambda: our_veths(lab.bridge) == [], 10, "the container's veth to be deleted")
 
 
 def test_reserved_mac_gets_reserved_address(

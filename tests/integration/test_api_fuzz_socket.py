@@ -77,7 +77,7 @@ from net_dhcp.requests import (
 from tests.conftest import LanFactory, require_root
 from tests.dockerplay import NULL_IPAM, PlayedDocker, new_id
 from tests.inprocess import InProcessPlugin
-from tests.lab import sh
+from tests.lab import sh, wait_until
 from tests.unit.test_api_fuzz import (
     SHAPES,
     Case,
@@ -703,7 +703,9 @@ def test_fuzzed_requests_over_the_socket_leave_the_real_plugin_sound(lan: LanFac
             assert docker.eth0_addresses(c2) == [c2.address]
             assert state_problems(snapshot(plugin, lab.bridge), live, orphans) == []
             docker.stop(c2)
-            assert not link_exists(veth.names(c2.endpoint_id)[0])
+            # DeleteEndpoint deletes the veth right after its reply (teardown.py).
+            wait_until(lambda: not link_exists(veth.names(c2.endpoint_id)[0]), 10,
+                       "the stopped container's veth to be deleted")
             docker.stop(c)
             snap = snapshot(plugin, lab.bridge)
             assert state_problems(snap, None, orphans) == []

@@ -21,7 +21,9 @@ PROBE_LISTEN_S = 0.02
 
 async def in_use(ifname: str, netns: str | None, ip: IPv4Address) -> bool:
     """Probe `ip` from `ifname`; True if another host claims it."""
-    sock = await run_in_netns(netns, lambda: open_arp_socket(ifname))
+    # In the host's namespace (CreateEndpoint) the socket opens at once, no thread needed.
+    sock = (open_arp_socket(ifname) if netns is None
+            else await run_in_netns(netns, lambda: open_arp_socket(ifname)))
     conflict: list[arp_codec.ArpPacket] = []
 
     def seen(pkt: arp_codec.ArpPacket) -> None:
