@@ -308,7 +308,7 @@ class Driver:
             raise LeaseError(await explain_no_lease(net.options.bridge,
                                                     net.options.lease_timeout_s, stats)) from err
         finally:
-            sock.close()
+            sock.close(soon=True)
 
     async def _acquire6(self, net: Network, ifname: str, hostname: str | None) -> Lease6:
         """DHCPv6 (and the router's advertisement, at the same time) on `ifname`."""

@@ -39,4 +39,4 @@ async def in_use(ifname: str, netns: str | None, ip: IPv4Address) -> bool:
                 return True
         return False
     finally:
-        sock.close()
+        sock.close(soon=True)

@@ -8,6 +8,7 @@ import socket
 from collections.abc import Callable
 
 from ..dhcp4.sockets import BROADCAST_MAC, read_mac
+from ..wire.closing import close_soon
 from ..wire.common import CodecError
 from . import arp_codec
 
@@ -56,9 +57,13 @@ class ArpSocket:
         finally:
             loop.remove_reader(self._sock.fileno())
 
-    def close(self) -> None:
-        """Close the socket."""
-        self._sock.close()
+    def close(self, *, soon: bool = False) -> None:
+        """Close the socket; with `soon` in a worker thread (wire/closing.py: the kernel
+        waits for an RCU grace period), so the caller does not wait."""
+        if soon:
+            close_soon(self._sock)
+        else:
+            self._sock.close()
 
 
 def open_arp_socket(ifname: str) -> ArpSocket:

@@ -19,6 +19,7 @@ from ipaddress import IPv6Address
 
 from ..dhcp4.sockets import read_mac
 from ..netlink import run_in_netns
+from ..wire.closing import close_soon
 from . import ra_codec
 from .socket import ETH_P_IPV6, HOP_LIMIT, filter_passing_only, hop_limit_of
 
@@ -93,7 +94,10 @@ class DadSocket:
     def close(self) -> None:
         for sock in (self._icmp, self._pkt):
             if sock is not None and sock.fileno() >= 0:
-                sock.close()
+                if sock is self._pkt:
+                    close_soon(sock)  # a packet socket: see wire/closing.py
+                else:
+                    sock.close()
 
 
 def open_dad_socket(ifname: str) -> DadSocket:

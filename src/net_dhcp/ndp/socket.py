@@ -29,6 +29,7 @@ from ipaddress import IPv6Address
 
 from ..dhcp4.sockets import GONE_ERRNOS, read_mac
 from ..errors import InterfaceGone
+from ..wire.closing import close_soon
 from . import ra_codec
 
 LOG = logging.getLogger(__name__)
@@ -162,7 +163,10 @@ class RaSocket:
         """Close both sockets; safe to call twice."""
         for sock in (self._icmp, self._pkt):
             if sock is not None and sock.fileno() >= 0:
-                sock.close()
+                if sock is self._pkt:
+                    close_soon(sock)  # a packet socket: see wire/closing.py
+                else:
+                    sock.close()
 
 
 def hop_limit_of(ancdata: list[tuple[int, int, bytes]]) -> int | None:
