@@ -23,6 +23,7 @@ from ipaddress import IPv4Address
 
 from ..errors import InterfaceGone
 from ..wire import udp4
+from ..wire.closing import close_soon
 from . import codec
 from .lease import Lease
 
@@ -80,7 +81,9 @@ class DhcpSocket:
         self.ifname = ifname
         self.ifindex = ifindex
         self.mac = mac
-        self._pkt = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
+        # Protocol 0 here, ETH_P_IP at bind: see acd/socket.py (binding a socket made with
+        # a protocol waits for an RCU grace period, ~8 ms).
+        self._pkt = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
         self._sink: socket.socket | None = None
         try:
             _attach_filter(self._pkt, _BPF_DHCP_CLIENT)
@@ -175,15 +178,20 @@ class DhcpSocket:
                 raise InterfaceGone(f"{self.ifname} is gone ({err.strerror})") from err
             raise
 
-    def close(self) -> None:
-        """Stop reading and close both sockets; safe to call twice."""
+    def close(self, *, soon: bool = False) -> None:
+        """Stop reading and close both sockets; safe to call twice. With `soon` the packet
+        socket's release (an RCU grace period in the kernel) runs in a worker thread
+        (wire/closing.py), so the caller does not wait for it."""
         for sock in (self._pkt, self._sink):
             if sock is None or sock.fileno() < 0:
                 continue
             if self._loop is not None:
                 with contextlib.suppress(Exception):
                     self._loop.remove_reader(sock.fileno())
-            sock.close()
+            if soon and sock is self._pkt:
+                close_soon(sock)
+            else:
+                sock.close()
 
 
 def open_dhcp_socket(ifname: str, *, with_sink: bool) -> DhcpSocket:
@@ -216,6 +224,6 @@ def send_release_as(bridge: str, mac: bytes, lease: Lease, client_id: bytes) -> 
                                  payload=msg.encode())
     dst_mac = lease.server_mac or BROADCAST_MAC
     frame = dst_mac + mac + struct.pack("!H", ETH_P_IP) + packet
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP)) as sock:
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as sock:  # see acd/socket.py
         sock.bind((bridge, ETH_P_IP))
         sock.send(frame)
