@@ -55,13 +55,16 @@ class Teardowns:
                 raise
             except Exception:  # noqa: BLE001 - a job's failure is logged, never lost
                 LOG.exception("%s failed after its reply", what)
+            finally:
+                # Gone from the table as it ends, not a loop turn later (the callback).
+                self._forget(key, asyncio.current_task())
 
         task = asyncio.create_task(job(), name=f"teardown:{key[:12]}")
         self._jobs[key] = task
         task.add_done_callback(lambda t: self._forget(key, t))
 
-    def _forget(self, key: str, task: asyncio.Task[None]) -> None:
-        if self._jobs.get(key) is task:
+    def _forget(self, key: str, task: asyncio.Task[Any] | None) -> None:
+        if task is not None and self._jobs.get(key) is task:
             del self._jobs[key]
 
     async def wait(self, keys: Iterable[str]) -> None:

@@ -522,6 +522,9 @@ class Recorder:
                        want: Sample | None) -> Sample | str:
         """Runs on the plugin's loop. With `quiet`, a reason (str) unless the plugin is at
         rest (and, given `want`, fds and threads are down to it)."""
+        # Let callbacks of tasks that just finished run (e.g. a teardown job's) first.
+        for _ in range(2):
+            await asyncio.sleep(0)
         me = asyncio.current_task()
         tasks = [t for t in asyncio.all_tasks() if t is not me]
         names = tuple(sorted(t.get_name() for t in tasks))
