@@ -59,7 +59,14 @@ class KeeperBase(Generic[L]):
     and retried with backoff; a lease that could not be stored or applied is retried
     until it is. Subclasses say how to `_extend` a lease, `_reacquire` one and whether a
     new one `_needs_apply`.
+
+    One lives for every running container, asleep nearly all the time: no __dict__, and
+    its sleep is one future and one timer (no Event, no timeout context).
     """
+
+    __slots__ = ("_address_on", "_apply", "_applied", "_clock", "_on_lease", "_retry",
+                 "_unapplied", "_unapply", "_unstored", "_waiter", "_woken", "failures",
+                 "fsm", "hostname", "lease", "name", "renewals")
 
     def __init__(
         self,
@@ -85,14 +92,17 @@ class KeeperBase(Generic[L]):
         self._on_lease = on_lease
         self._retry = retry
         self._clock = clock
-        self._wake = asyncio.Event()
+        self._woken = False
+        """set_hostname asked for an exchange now; the sleep consumes it."""
+        self._waiter: asyncio.Future[None] | None = None
+        """What the keeper sleeps on in BOUND (set_hostname ends the sleep early)."""
         self._applied = lease
         """The lease last configured on the interface (its address may be off now)."""
         self._address_on = True
         self._unstored: L | None = None
         self._unapplied: L | None = None
         if hostname and hostname != lease.hostname_sent:
-            self._wake.set()  # the server has not heard this name yet: tell it now
+            self._woken = True  # the server has not heard this name yet: tell it now
 
     @property
     def state(self) -> State:
@@ -103,7 +113,9 @@ class KeeperBase(Generic[L]):
         """Send `hostname` now and in every later request."""
         if hostname != self.hostname:
             self.hostname = hostname
-            self._wake.set()
+            self._woken = True
+            if self._waiter is not None and not self._waiter.done():
+                self._waiter.set_result(None)
 
     async def run(self) -> None:
         """Run until cancelled, or InterfaceGone; never releases (the owner decides that)."""
@@ -111,7 +123,10 @@ class KeeperBase(Generic[L]):
         try:
             while True:
                 try:
-                    await self._step()
+                    if self.fsm.state is State.BOUND:
+                        await self._bound()  # most of a keeper's life: a frame less
+                    else:
+                        await self._step()
                 except (asyncio.CancelledError, KeyboardInterrupt, SystemExit, InterfaceGone):
                     raise
                 except Exception:  # noqa: BLE001 - whatever failed, the lease must go on
@@ -164,29 +179,32 @@ class KeeperBase(Generic[L]):
         """Whether `new` changes what is configured in the container."""
         raise NotImplementedError
 
-    async def _sleep_until(self, when: float) -> bool:
-        """Sleep until wall time `when`; True if woken early by set_hostname."""
-        if self._wake.is_set():
-            self._wake.clear()
-            return True
-        delay = when - self._clock()
-        if delay <= 0:
-            return False
-        try:
-            async with asyncio.timeout(None if math.isinf(delay) else delay):
-                await self._wake.wait()
-        except TimeoutError:
-            return False
-        self._wake.clear()
-        return True
-
     async def _bound(self) -> None:
-        """Sleep until T1 (sooner while a lease waits to be stored or applied)."""
-        await self._catch_up()
+        """Sleep until T1 (sooner while a lease waits to be stored or applied), or until
+        set_hostname wakes the keeper: then tell the server the name at once.
+
+        The sleep is one future and one timer, awaited here rather than in a helper
+        coroutine: a keeper spends nearly all its life in it, and every frame of the wait
+        stays allocated for as long as the container runs.
+        """
+        if self._unstored is not None or self._unapplied is not None:
+            await self._catch_up()
         when = self.lease.t1_at
         if self._unstored is not None or self._unapplied is not None:
             when = min(when, self._clock() + self._retry.keeper_retry_first_s)
-        if await self._sleep_until(when):
+        delay = when - self._clock()
+        if not self._woken and delay > 0:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = None if math.isinf(delay) else loop.call_later(delay, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        woken, self._woken = self._woken, False
+        if woken:
             LOG.info("%s: sending host name %r to the server", self.name, self.hostname)
             await self._hostname_update()
         elif self._clock() >= self.lease.t1_at:
@@ -205,6 +223,22 @@ class KeeperBase(Generic[L]):
         self._store(new)
         if not self._address_on or self._needs_apply(self._applied, new):
             await self._configure(new)
+        elif self._unapplied is None:
+            # What is configured is `new` as far as the container can tell: remember it
+            # as such, so the lease it replaces is not kept alive for this alone.
+            self._applied = new
+
+    def _renewal_level(self, old: L, new: L) -> int:
+        """The log level of a renewal from `old` to `new`: INFO when it changed what the
+        server grants (what `_needs_apply` compares, the server, the lifetimes), else
+        DEBUG: a line per container per T1 at INFO would flood a busy host's log."""
+        if self._needs_apply(old, new) or not self._same_terms(old, new):
+            return logging.INFO
+        return logging.DEBUG
+
+    def _same_terms(self, old: L, new: L) -> bool:
+        """Whether the server granted `new` on the same terms (server, lifetimes) as `old`."""
+        raise NotImplementedError
 
     def _store(self, lease: L) -> None:
         try:
@@ -242,3 +276,8 @@ class KeeperBase(Generic[L]):
                         err)
         else:
             self._address_on = False
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -24,6 +24,9 @@ from .timing import Timing
 
 LOG = logging.getLogger(__name__)
 
+_XIDS = random.SystemRandom()
+"""Unpredictable xids for every keeper: a SystemRandom reads the kernel's generator and
+keeps no state of its own, yet each instance carries a Mersenne Twister's 2.5 KiB."""
 
 Applier = Callable[[Lease | None, Lease], Awaitable[None]]
 """Configure a new lease in place of the old one (None: nothing configured)."""
@@ -34,6 +37,8 @@ Unapplier = Callable[[Lease], Awaitable[None]]
 class LeaseKeeper(KeeperBase[Lease]):
     """Keeps one bound DHCPv4 lease alive: RENEWING at T1, REBINDING at T2, INIT on NAK or
     expiry. See KeeperBase for what never stops it."""
+
+    __slots__ = ("_limiter", "_probe", "_rng", "_timing", "client_id", "sock")
 
     def __init__(
         self,
@@ -57,12 +62,24 @@ class LeaseKeeper(KeeperBase[Lease]):
         self.client_id = client_id
         self._probe = probe
         self._timing = timing
-        self._rng = rng or random.SystemRandom()  # unpredictable xids
-        self._conflicts = ConflictLimiter(timing)
+        self._rng = rng or _XIDS
+        self._limiter: ConflictLimiter | None = None
+
+    @property
+    def _conflicts(self) -> ConflictLimiter:
+        """RFC 2131 3.1 / RFC 5227 pacing of DISCOVERs after declines; made on first use
+        (INIT only: most keepers never need one)."""
+        if self._limiter is None:
+            self._limiter = ConflictLimiter(self._timing)
+        return self._limiter
 
     def _needs_apply(self, applied: Lease, new: Lease) -> bool:
         return (applied.address != new.address
                 or (applied.gateway, applied.routes) != (new.gateway, new.routes))
+
+    def _same_terms(self, old: Lease, new: Lease) -> bool:
+        return ((old.server_id, old.lease_time_s, old.t1_s, old.t2_s)
+                == (new.server_id, new.lease_time_s, new.t1_s, new.t2_s))
 
     async def _commit(self, new: Lease) -> None:
         old = self.lease
@@ -116,11 +133,12 @@ class LeaseKeeper(KeeperBase[Lease]):
                 await self._unconfigure()
                 self.fsm.move(State.INIT)
                 return True
+            old = self.lease
             await self._commit(reply)
             self.renewals += 1
-            LOG.info("%s: lease on %s renewed for %ss (T1 %ss, T2 %ss)", self.name,
-                     reply.address, f"{reply.lease_time_s:g}", f"{reply.t1_s:g}",
-                     f"{reply.t2_s:g}")
+            LOG.log(self._renewal_level(old, reply),
+                    "%s: lease on %s renewed for %gs (T1 %gs, T2 %gs)", self.name,
+                    reply.address, reply.lease_time_s, reply.t1_s, reply.t2_s)
             self.fsm.move(State.BOUND)
             return True
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import DhcpReplyError
 from ..routes import Route, on_link
 from . import codec
+
+_V = TypeVar("_V")
 
 # RFC 2131 4.4.5: T1 defaults to 0.5 and T2 to 0.875 of the lease duration.
 T1_FRACTION = 0.5
@@ -38,7 +40,11 @@ def is_host_address(ip: IPv4Address) -> bool:
 
 @dataclass(frozen=True)
 class Lease:
-    """A bound lease; times are wall-clock seconds so they survive a restart."""
+    """A bound lease; times are wall-clock seconds so they survive a restart.
+
+    One lives for every running container: a renewal's lease shares with the one it
+    renews every part that did not change (its address objects above all).
+    """
 
     address: IPv4Interface
     server_id: IPv4Address
@@ -89,11 +95,16 @@ class Lease:
         if server == ack.yiaddr:
             raise DhcpReplyError(f"yiaddr {ack.yiaddr} is the server's own address")
         prefix = _prefix(ack, previous)
-        address = IPv4Interface(f"{ack.yiaddr}/{prefix}")
-        if prefix <= 30 and ack.yiaddr in (address.network.network_address,
-                                           address.network.broadcast_address):
+        host_bits = int(ack.yiaddr) & ((1 << (32 - prefix)) - 1)
+        if prefix <= 30 and host_bits in (0, (1 << (32 - prefix)) - 1):
+            network = IPv4Network((ack.yiaddr, prefix), strict=False)
             raise DhcpReplyError(f"yiaddr {ack.yiaddr} is the network or broadcast address "
-                                 f"of {address.network}")
+                                 f"of {network}")
+        if (previous is not None and previous.address.ip == ack.yiaddr
+                and previous.address.network.prefixlen == prefix):
+            address = previous.address  # a renewal: the same address, shared
+        else:
+            address = IPv4Interface((ack.yiaddr, prefix))
         lease_raw = ack.lease_time_s
         if lease_raw is None:
             # RFC 2131 table 3: a DHCPACK to a DHCPREQUEST MUST carry the lease time; the
@@ -122,14 +133,23 @@ class Lease:
             gateway = ack.routers[0] if ack.routers else None
             routes.extend(Route(net, gw) for net, gw in ack.static_routes)
         gateway, usable = on_link(address, gateway, tuple(routes))
+        dns = tuple(d for d in ack.dns_servers if is_host_address(d))
+        domain = ack.domain_name
+        if previous is not None:
+            server = _same(server, previous.server_id)
+            server_mac = _same(server_mac, previous.server_mac)
+            gateway = _same(gateway, previous.gateway)
+            usable = _same(usable, previous.routes)
+            dns = _same(dns, previous.dns)
+            domain = _same(domain, previous.domain)
         return cls(
             address=address,
             server_id=server,
             server_mac=server_mac,
             gateway=gateway,
             routes=usable,
-            dns=tuple(d for d in ack.dns_servers if is_host_address(d)),
-            domain=ack.domain_name,
+            dns=dns,
+            domain=domain,
             lease_time_s=lease_s,
             t1_s=t1,
             t2_s=t2,
@@ -173,6 +193,11 @@ class Lease:
             obtained_at=float(d["obtained_at"]),
             hostname_sent=d.get("hostname_sent"),
         )
+
+
+def _same(new: _V, old: _V) -> _V:
+    """`old` if it equals `new` (so a renewed lease shares it), else `new`."""
+    return old if new == old else new
 
 
 def _prefix(ack: codec.DhcpMessage, previous: Lease | None) -> int:

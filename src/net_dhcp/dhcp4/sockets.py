@@ -20,6 +20,7 @@ import os
 import socket
 import struct
 from ipaddress import IPv4Address
+from typing import Generic, Protocol, TypeVar
 
 from ..errors import InterfaceGone
 from ..wire import udp4
@@ -28,6 +29,7 @@ from . import codec
 from .lease import Lease
 
 LOG = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ETH_P_IP = 0x0800
 SO_ATTACH_FILTER = 26
@@ -40,6 +42,8 @@ ANY = IPv4Address(0)
 GONE_ERRNOS = (errno.ENODEV, errno.ENXIO)
 """sendto(2) on a packet socket whose interface was deleted (by name, resp. by index)."""
 LIMITED_BROADCAST = IPv4Address("255.255.255.255")
+QUEUE_SIZE = 64
+"""Replies kept for a reader that has not taken them (the oldest goes first)."""
 
 # Classic BPF for a cooked IPv4 packet: UDP, not a fragment, destination port 68.
 _BPF_DHCP_CLIENT = [
@@ -70,12 +74,90 @@ def _checksum_ready(ancdata: list[tuple[int, int, bytes]]) -> bool:
     return True
 
 
+class ReplyQueue(Protocol[T]):
+    """What a socket needs of its queue of replies: Replies, or an asyncio.Queue."""
+
+    def qsize(self) -> int: ...
+    def empty(self) -> bool: ...
+    def full(self) -> bool: ...
+    def put_nowait(self, item: T, /) -> None: ...
+    def get_nowait(self) -> T: ...
+    async def get(self) -> T: ...
+
+
+class Replies(Generic[T]):
+    """The replies a socket read and its reader has not taken yet: a FIFO of at most
+    `maxsize`, the oldest dropped by the caller when full (as DhcpSocket._on_packet does).
+
+    The subset of asyncio.Queue's API the sockets use (put_nowait, get_nowait, get, empty,
+    full, qsize), at a fraction of its memory: a Queue is three deques and an Event, about
+    3 KiB for every socket of every container, kept for as long as the container runs; this
+    is one object, with a list only while replies wait and a future only while a reader
+    does. Any number of readers may wait (each wakes and the first takes the reply).
+    """
+
+    __slots__ = ("_items", "_maxsize", "_waiters")
+
+    def __init__(self, maxsize: int) -> None:
+        self._maxsize = maxsize
+        self._items: list[T] | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def qsize(self) -> int:
+        return len(self._items) if self._items is not None else 0
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def full(self) -> bool:
+        return self.qsize() >= self._maxsize
+
+    def put_nowait(self, item: T) -> None:
+        """Add a reply (the caller makes room first when full: asyncio.QueueFull otherwise)."""
+        if self._items is None:
+            self._items = []
+        elif len(self._items) >= self._maxsize:
+            raise asyncio.QueueFull
+        self._items.append(item)
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def get_nowait(self) -> T:
+        """The oldest reply; asyncio.QueueEmpty if there is none."""
+        if not self._items:
+            raise asyncio.QueueEmpty
+        item = self._items.pop(0)
+        if not self._items:
+            self._items = None
+        return item
+
+    async def get(self) -> T:
+        """The oldest reply, waiting for one."""
+        while not self._items:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiters = self._waiters
+            if waiters is None:
+                waiters = self._waiters = []
+            waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                waiters.remove(waiter)
+                if not waiters and self._waiters is waiters:
+                    self._waiters = None
+        return self.get_nowait()
+
+
 class DhcpSocket:
     """One interface's DHCP client sockets: a packet socket, plus a UDP sink on port 68.
 
     The sink exists only so unicast replies to the leased address do not make the
     kernel answer the server with ICMP port-unreachable; its data is discarded.
     """
+
+    # One per running container: no __dict__.
+    __slots__ = ("_loop", "_pkt", "_queue", "_sink", "ifindex", "ifname", "mac")
 
     def __init__(self, ifname: str, ifindex: int, mac: bytes, with_sink: bool) -> None:
         self.ifname = ifname
@@ -102,22 +184,24 @@ class DhcpSocket:
         except BaseException:
             self.close()
             raise
-        self._queue: asyncio.Queue[tuple[codec.DhcpMessage, bytes]] | None = None
+        self._queue: ReplyQueue[tuple[codec.DhcpMessage, bytes]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
         """Begin reading on the running loop; call from the loop's thread."""
         self._loop = asyncio.get_running_loop()
-        self._queue = asyncio.Queue(maxsize=64)
+        self._queue = Replies(QUEUE_SIZE)
         self._loop.add_reader(self._pkt.fileno(), self._on_packet)
         if self._sink is not None:
             self._loop.add_reader(self._sink.fileno(), self._drain_sink)
 
     def _drain_sink(self) -> None:
+        """Discard one datagram (the rest of it too: a 1-byte read of a datagram drops it
+        whole). One per wake-up, so the usual single reply costs one recv and no
+        exception; the reader is level-triggered, so more waiting wake it again."""
         assert self._sink is not None
         with contextlib.suppress(OSError):
-            while True:
-                self._sink.recv(2048)
+            self._sink.recv(1)
 
     def _on_packet(self) -> None:
         assert self._queue is not None

@@ -24,9 +24,14 @@ from .timing import Timing6
 
 LOG = logging.getLogger(__name__)
 
+_XIDS = random.SystemRandom()
+"""Unpredictable transaction IDs for every keeper (one SystemRandom: each instance would
+carry a Mersenne Twister's unused 2.5 KiB)."""
 
 class Lease6Keeper(KeeperBase[Lease6]):
     """Keeps one DHCPv6 lease alive; see KeeperBase for what never stops it."""
+
+    __slots__ = ("_probe", "_rng", "_timing", "sock")
 
     def __init__(
         self,
@@ -48,7 +53,7 @@ class Lease6Keeper(KeeperBase[Lease6]):
         self.sock = sock
         self._probe = probe
         self._timing = timing
-        self._rng = rng or random.SystemRandom()
+        self._rng = rng or _XIDS
 
     def _monotonic(self, wall: float) -> float:
         """A wall-clock deadline on the monotonic clock the exchanges use."""
@@ -69,15 +74,23 @@ class Lease6Keeper(KeeperBase[Lease6]):
             await self._unconfigure()
             self.fsm.move(State.INIT)
             return True
+        old = self.lease
         await self._commit(got)
         self.renewals += 1
-        LOG.info("%s: IPv6 lease on %s extended (valid %ss, T1 %ss, T2 %ss)", self.name,
-                 got.address, f"{got.valid_s:g}", f"{got.t1_s:g}", f"{got.t2_s:g}")
+        LOG.log(self._renewal_level(old, self.lease),
+                "%s: IPv6 lease on %s extended (valid %gs, T1 %gs, T2 %gs)", self.name,
+                got.address, got.valid_s, got.t1_s, got.t2_s)
         self.fsm.move(State.BOUND)
         return True
 
     def _needs_apply(self, applied: Lease6, new: Lease6) -> bool:
-        return applied.interface != new.interface or applied.router != new.router
+        # applied.interface != new.interface, without making two IPv6Interfaces.
+        return ((applied.address, applied.prefixlen, applied.router)
+                != (new.address, new.prefixlen, new.router))
+
+    def _same_terms(self, old: Lease6, new: Lease6) -> bool:
+        return ((old.server_duid, old.preferred_s, old.valid_s, old.t1_s, old.t2_s)
+                == (new.server_duid, new.preferred_s, new.valid_s, new.t1_s, new.t2_s))
 
     async def _commit(self, new: Lease6) -> None:
         old = self.lease

@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address, IPv6Interface
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import DhcpReplyError
 from . import codec
 from .timing import INFINITY, T1_FRACTION, T2_FRACTION
+
+_V = TypeVar("_V")
 
 HOST_PREFIX = 128
 """The address's prefix length when no router advertisement names an on-link prefix."""
@@ -27,7 +29,8 @@ def check_host_address6(ip: IPv6Address, what: str = "address") -> None:
 class Lease6:
     """A bound IA_NA address; times are wall-clock seconds so they survive a restart.
 
-    A lifetime of `INFINITY` never runs out; T1/T2 of `INFINITY` mean never renew.
+    A lifetime of `INFINITY` never runs out; T1/T2 of `INFINITY` mean never renew. A
+    renewal's lease shares with the one it renews every part that did not change.
     """
 
     address: IPv6Address
@@ -47,7 +50,7 @@ class Lease6:
     @property
     def interface(self) -> IPv6Interface:
         """The address with its prefix length, as configured in the container."""
-        return IPv6Interface(f"{self.address}/{self.prefixlen}")
+        return IPv6Interface((self.address, self.prefixlen))
 
     @property
     def t1_at(self) -> float:
@@ -122,12 +125,16 @@ class Lease6:
             else:
                 t1, t2 = t1 or INFINITY, t2 or INFINITY
         keep = previous if previous is not None and previous.address == addr.address else None
+        address, dns, domains = addr.address, reply.dns_servers, reply.domains
+        if keep is not None:  # a renewal: share what did not change
+            address, server = keep.address, _same(server, keep.server_duid)
+            dns, domains = _same(dns, keep.dns), _same(domains, keep.domains)
         return cls(
-            address=addr.address, iaid=iaid, server_duid=server, preferred_s=preferred,
+            address=address, iaid=iaid, server_duid=server, preferred_s=preferred,
             valid_s=float(addr.valid_s), t1_s=t1, t2_s=t2, obtained_at=sent_at,
             prefixlen=keep.prefixlen if keep else HOST_PREFIX,
             router=keep.router if keep else None,
-            dns=reply.dns_servers, domains=reply.domains, hostname_sent=hostname,
+            dns=dns, domains=domains, hostname_sent=hostname,
         )
 
     def ia(self, *, lifetimes: bool = True) -> codec.IaNa:
@@ -163,6 +170,11 @@ class Lease6:
             domains=tuple(str(x) for x in d.get("domains", [])),
             hostname_sent=d.get("hostname_sent"),
         )
+
+
+def _same(new: _V, old: _V) -> _V:
+    """`old` if it equals `new` (so a renewed lease shares it), else `new`."""
+    return old if new == old else new
 
 
 def _at(start: float, seconds: float) -> float:

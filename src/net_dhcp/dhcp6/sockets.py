@@ -18,7 +18,7 @@ import logging
 import socket
 import struct
 
-from ..dhcp4.sockets import GONE_ERRNOS, read_mac
+from ..dhcp4.sockets import GONE_ERRNOS, Replies, ReplyQueue, read_mac
 from ..errors import InterfaceGone
 from . import codec
 
@@ -33,6 +33,9 @@ REPLY_TYPES = frozenset({codec.MessageType.ADVERTISE, codec.MessageType.REPLY})
 
 class Dhcp6Socket:
     """One interface's DHCPv6 client socket; `client_id` is the DUID it speaks for."""
+
+    # One per running container on an IPv6 network: no __dict__.
+    __slots__ = ("_loop", "_queue", "_sock", "client_id", "ifindex", "ifname", "mac")
 
     def __init__(self, ifname: str, ifindex: int, mac: bytes) -> None:
         self.ifname = ifname
@@ -51,13 +54,13 @@ class Dhcp6Socket:
         except BaseException:
             self._sock.close()
             raise
-        self._queue: asyncio.Queue[codec.Message6] | None = None
+        self._queue: ReplyQueue[codec.Message6] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
         """Begin reading on the running loop; call from the loop's thread."""
         self._loop = asyncio.get_running_loop()
-        self._queue = asyncio.Queue(maxsize=QUEUE_SIZE)
+        self._queue = Replies(QUEUE_SIZE)
         self._loop.add_reader(self._sock.fileno(), self._on_readable)
 
     def _on_readable(self) -> None:
