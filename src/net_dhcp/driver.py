@@ -76,7 +76,7 @@ class _Stopwatch:
     each family's DHCP exchange (IPv4's without its conflict probe), the probe."""
 
     def __init__(self) -> None:
-        self._start = time.perf_counter()
+        self.start = time.perf_counter()
         self.parts: dict[str, float] = {}
 
     ORDER = ("veth", "DHCPv4", "DHCPv6", "probe")
@@ -88,7 +88,7 @@ class _Stopwatch:
         self.parts[name] = self.parts.get(name, 0.0) + seconds
 
     def __str__(self) -> str:
-        total = self.since(self._start) * 1000
+        total = self.since(self.start) * 1000
         parts = ", ".join(f"{k} {self.parts[k] * 1000:.1f} ms"
                           for k in self.ORDER if k in self.parts)
         return f"{total:.1f} ms ({parts})"
@@ -234,7 +234,7 @@ class Driver:
                 except BaseException:
                     await _cancelled(routes)
                     raise
-                clock.add("veth", clock.since(clock._start))
+                clock.add("veth", clock.since(clock.start))
                 ep = Endpoint(id=req.endpoint_id, network_id=net.id, host_if=host_if,
                               cont_if=cont_if, mac=mac, options=ep_opts, lease=None)
                 try:
