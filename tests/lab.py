@@ -548,10 +548,13 @@ class DhcpLan(_LogFile):
            "dev", self.server_if)
         if self.server_ip6 is not None:
             # No DAD on the server: its link-local and global addresses are usable (by dnsmasq's
-            # RA and DHCPv6) the moment the link is up; and it is a router, not an RA client.
-            for key in ("accept_dad", "accept_ra"):
+            # RA and DHCPv6) the moment the link is up; and it is a router, not an RA client:
+            # forwarding on, as on a LAN's router, so a Router Solicitation's source MAC goes
+            # into its neighbour cache (RFC 4861 6.2.6), where dnsmasq looks up a DHCPv6
+            # client's MAC. Nothing is routed: the namespace has no other link.
+            for key, value in (("accept_dad", 0), ("accept_ra", 0), ("forwarding", 1)):
                 self.server_exec(tool("sysctl"), "-q", "-w",
-                                 f"net.ipv6.conf.{self.server_if}.{key}=0")
+                                 f"net.ipv6.conf.{self.server_if}.{key}={value}")
             sh("ip", "-n", self.netns, "addr", "add", f"{self.server_ip6}/64", "dev",
                self.server_if, "nodad")
         sh("ip", "-n", self.netns, "link", "set", self.server_if, "up")

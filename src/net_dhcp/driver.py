@@ -50,6 +50,13 @@ LOG = logging.getLogger(__name__)
 
 RA_WAIT_S = 2.0
 """After the DHCPv6 lease, how much longer to wait for the router's advertisement."""
+RS_FIRST_WAIT_S = 0.25
+"""How long the first DHCPv6 Solicit waits for the first Router Solicitation to go out.
+The RS carries the container's MAC (its Source Link-Layer Address option), and a router
+that takes it (forwarding on, RFC 4861 6.2.6) has the MAC in its neighbour cache before the
+Solicit comes: dnsmasq matches a MAC reservation (dhcp-host=<mac>,[<v6>]) from that cache
+and otherwise probes for up to 0.5 s, and under load it can miss and lease a dynamic
+address instead (seen once in CI)."""
 RECOVERED_LEASE_S = 24 * 3600.0
 """How long a recovered address (server and expiry unknown) is kept with no server answer."""
 
@@ -315,10 +322,17 @@ class Driver:
         timeout = net.options.lease_timeout_s
         stats = Acquire6Stats()
         sock = await asyncio.to_thread(open_dhcp6_socket, ifname)
-        ra_task = asyncio.create_task(router.solicit(ifname, None, timeout),
+        rs_sent = asyncio.Event()
+        ra_task = asyncio.create_task(router.solicit(ifname, None, timeout, rs_sent),
                                       name=f"ra:{ifname}")
         try:
             sock.start()
+            rs_waiter = asyncio.ensure_future(rs_sent.wait())
+            try:
+                await asyncio.wait({ra_task, rs_waiter}, timeout=RS_FIRST_WAIT_S,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                rs_waiter.cancel()
             async def probe(ip: IPv6Address) -> bool:
                 return await dad.in_use6(ifname, None, ip)
 

@@ -12,7 +12,7 @@ import re
 from tests.conftest import DockerCleanup, LanFactory, PluginFactory
 from tests.e2e.test_lifecycle import T1, T2
 from tests.e2e.test_plugin import our_veths
-from tests.lab import DockerdHandle, Plugin, random_mac, wait_until
+from tests.lab import DockerdHandle, Plugin, random_mac, tool, wait_until
 
 RENEW6_WAIT_S = 90.0
 SHOW6 = "ip -6 addr show dev eth0 scope global; ip -6 route show default"
@@ -60,6 +60,30 @@ def test_dual_stack_container_gets_both_families_from_the_lan(
     lab.wait_for_log(rf"DHCPRELEASE\(\S+\) {re.escape(duid_of(mac))}", timeout=15,
                      since=since)
     wait_until(lambda: our_veths(lab.bridge) == [], 30, "every veth to be removed")
+
+
+def test_a_mac_reservation_holds_when_the_server_cannot_resolve_the_client(
+        lan: LanFactory, docker_cleanup: DockerCleanup, image: str) -> None:
+    """dnsmasq matches a DHCPv6 MAC reservation through its neighbour cache. Here the
+    server's namespace drops every Neighbor Advertisement, so its own probes for the client
+    go unanswered (as they can on a loaded host, where it gives up after 0.5 s and leases a
+    dynamic address: seen once in CI): only the Router Solicitation the plugin sends before
+    its first Solicit, with the container's MAC in it, can tell the server who asks."""
+    mac = random_mac()
+    lab = lan(ipv6=True)
+    reserved6 = lab.address6(0x43)
+    lab.stop_dnsmasq()
+    lab.start_dnsmasq(reservations6={mac: reserved6})
+    drop_na = ["INPUT", "-p", "icmpv6", "--icmpv6-type", "neighbour-advertisement",
+               "-j", "DROP"]
+    lab.server_exec(tool("ip6tables"), "-w", "-A", *drop_na)  # the lab's namespace only
+    try:
+        net = docker_cleanup.net_create(lab.bridge, options={"ipv6": "true"})
+        c = docker_cleanup.run(image, "sleep", "300", network=net, mac=mac, detach=True)
+        out = docker_cleanup.docker("exec", c.name, "sh", "-c", SHOW6).stdout
+        assert addr6_of(out) == (reserved6, 64)
+    finally:
+        lab.server_exec(tool("ip6tables"), "-w", "-D", *drop_na, check=False)
 
 
 def test_plugin_sigkill_keeps_and_renews_both_families(

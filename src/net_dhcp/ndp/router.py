@@ -23,11 +23,13 @@ from .socket import open_ra_socket, solicit_router
 LOG = logging.getLogger(__name__)
 
 
-async def solicit(ifname: str, netns: str | None, timeout_s: float) -> RouterAdvert | None:
-    """The first valid RA on `ifname` (in `netns`, None: here) within `timeout_s`."""
+async def solicit(ifname: str, netns: str | None, timeout_s: float,
+                  sent: asyncio.Event | None = None) -> RouterAdvert | None:
+    """The first valid RA on `ifname` (in `netns`, None: here) within `timeout_s`; `sent` is
+    set once the first Router Solicitation has gone (or failed to)."""
     sock = await netlink.run_in_netns(netns, functools.partial(open_ra_socket, ifname))
     try:
-        return await solicit_router(sock, timeout_s)
+        return await solicit_router(sock, timeout_s, sent=sent)
     finally:
         sock.close()
 

@@ -183,13 +183,14 @@ def open_ra_socket(ifname: str) -> RaSocket:
 
 
 async def solicit_router(
-    sock: RaSocket, timeout_s: float, *, interval_s: float = RS_INTERVAL_S
+    sock: RaSocket, timeout_s: float, *, interval_s: float = RS_INTERVAL_S,
+    sent: asyncio.Event | None = None,
 ) -> ra_codec.RouterAdvert | None:
     """Solicit at once and every `interval_s` until the first valid RA arrives (returned) or
     `timeout_s` passes (None). An RA already queued on the socket counts. While the link is not
     running yet (just brought up) the first Solicitation waits for it, looking every 50 ms.
     InterfaceGone if the interface disappears; other send failures are logged and retried at
-    the next interval."""
+    the next interval. `sent` is set once the first Solicitation has been tried."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     got: asyncio.Future[ra_codec.RouterAdvert] = loop.create_future()
@@ -224,6 +225,8 @@ async def solicit_router(
                     raise
                 except OSError as err:
                     LOG.debug("%s: router solicitation not sent: %s", sock.ifname, err)
+                if sent is not None:
+                    sent.set()
             remaining = deadline - loop.time()
             await asyncio.wait({got}, timeout=max(0.0, min(wait_s, remaining)))
             if got.done():
