@@ -24,6 +24,8 @@ NETWORK_OPTIONS = {
     "lease_timeout": "how long to wait for a lease, e.g. 10s, 1m (default 10s)",
     "ignore_conflicts": "allow a bridge shared with another network (true/false)",
     "skip_routes": "do not copy the bridge's static routes into containers (true/false)",
+    "validate_dhcp": "at network create, send one DISCOVER on the bridge and refuse the "
+                     "network if no DHCP server answers (true/false, default false)",
 }
 ENDPOINT_OPTIONS = {
     "hostname": "host name sent to the DHCP server (option 12)",
@@ -71,6 +73,7 @@ class NetworkOptions:
     lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S
     ignore_conflicts: bool = False
     skip_routes: bool = False
+    validate_dhcp: bool = False
 
     @classmethod
     def from_generic(cls, generic: dict[str, Any], *, enable_ipv6: bool = False) -> NetworkOptions:
@@ -95,6 +98,7 @@ class NetworkOptions:
             ),
             ignore_conflicts=parse_bool("ignore_conflicts", generic.get("ignore_conflicts", False)),
             skip_routes=parse_bool("skip_routes", generic.get("skip_routes", False)),
+            validate_dhcp=parse_bool("validate_dhcp", generic.get("validate_dhcp", False)),
         )
 
     def to_json(self) -> str:
