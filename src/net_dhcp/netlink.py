@@ -23,6 +23,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import linkdump
 from .errors import NetlinkError, OptionError
 from .routes import Route, reachable
 
@@ -293,6 +294,38 @@ async def create_veth(host_if: str, cont_if: str, bridge: int | str, mac: str | 
         raise NetlinkError(f"veth {host_if}/{cont_if} vanished while being created") from err
 
 
+def _set_mtu(names: tuple[str, ...], mtu: int) -> list[str]:
+    with IPRoute() as ipr:
+        done = []
+        for name in names:
+            idx = ipr.link_lookup(ifname=name)
+            if idx:
+                ipr.link("set", index=idx[0], mtu=mtu)
+                done.append(name)
+        return done
+
+
+async def set_mtu(names: tuple[str, ...], mtu: int) -> list[str]:
+    """Set the MTU of host interfaces (e.g. both ends of a veth) in one netlink session;
+    returns the names that exist (a missing one is skipped)."""
+    try:
+        return await asyncio.to_thread(_set_mtu, names, mtu)
+    except PyNetlinkError as err:
+        raise NetlinkError(f"could not set the MTU of {'/'.join(names)} to {mtu}: "
+                           f"{err}") from err
+
+
+def set_mtu_by_mac(mac: str, mtu: int) -> str | None:
+    """Set the MTU of the interface with this MAC in this thread's namespace (call through
+    run_in_netns); its name, or None if there is none."""
+    with IPRoute() as ipr:
+        found = find_link_by_mac(ipr, mac)
+        if found is None:
+            return None
+        ipr.link("set", index=found[0], mtu=mtu)
+        return found[1]
+
+
 def _delete_link(name: str) -> bool:
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname=name)
@@ -315,25 +348,10 @@ async def delete_link(name: str) -> bool:
         raise NetlinkError(f"could not delete {name}: {err}") from err
 
 
-def _link_names(prefix: str, masters: set[str] | None) -> list[str]:
-    with IPRoute() as ipr:
-        links = ipr.get_links()
-        by_index = {int(link["index"]): str(_attr(link, "IFLA_IFNAME")) for link in links}
-        out = []
-        for link in links:
-            name = by_index[int(link["index"])]
-            if not name.startswith(prefix):
-                continue
-            master = by_index.get(_attr(link, "IFLA_MASTER") or -1)
-            if masters is not None and master not in masters:
-                continue
-            out.append(name)
-        return out
-
-
 async def link_names(prefix: str, masters: set[str] | None = None) -> list[str]:
-    """Names of host interfaces starting with `prefix` (enslaved to one of `masters`)."""
-    return await asyncio.to_thread(_link_names, prefix, masters)
+    """Names of host interfaces starting with `prefix` (enslaved to one of `masters`): one
+    raw dump that reads only names and masters (linkdump.py), for the periodic checks."""
+    return await asyncio.to_thread(linkdump.names, prefix, masters)
 
 
 UP_WAIT_S = 1.0
@@ -409,8 +427,12 @@ async def enslave(name: str, bridge: str) -> bool:
 
 
 async def link_exists(name: str) -> bool:
-    """True if the host has an interface with that name."""
-    return name in await link_names(name)
+    """True if the host has an interface with that name (one ioctl, no dump)."""
+    try:
+        socket.if_nametoindex(name)
+    except (OSError, ValueError):  # ENODEV; a name no interface can have
+        return False
+    return True
 
 
 def main_routes(ipr: Any) -> list[Route]:
