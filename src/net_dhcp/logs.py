@@ -40,6 +40,9 @@ def setup_logging(log_file: str | None, *, also_stderr: bool = False) -> None:
     for handler in handlers:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # The format names no file, line or function: skip the caller look-up each record
+    # would make (the logging HOWTO's optimisation; it holds frames alive meanwhile).
+    logging._srcfile = None
     root = logging.getLogger()
     root.handlers[:] = handlers
     root.setLevel(LEVELS[name])

@@ -9,10 +9,17 @@ import struct
 from ipaddress import IPv4Address
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from net_dhcp.dhcp4.codec import DhcpMessage, MessageType, discover
 from net_dhcp.wire.common import CodecError
-from net_dhcp.wire.udp4 import UdpDatagram, build_udp_ipv4, parse_udp_ipv4
+from net_dhcp.wire.udp4 import (
+    UdpDatagram,
+    _ones_complement_sum,
+    build_udp_ipv4,
+    parse_udp_ipv4,
+)
 from tests.unit.test_dhcp4_codec import BCAST, CID, FRAMED, IP, MAC, SERVER, ZERO, load_hex
 
 
@@ -223,3 +230,26 @@ def test_build_udp_ipv4_rejects(kwargs: dict[str, object]) -> None:
     args.update(kwargs)
     with pytest.raises(CodecError):
         build_udp_ipv4(**args)  # type: ignore[arg-type]
+
+
+def _word_by_word_sum(data: bytes) -> int:
+    """RFC 1071's folded sum as the RFC writes it, one 16-bit word at a time."""
+    if len(data) % 2:
+        data += b"\x00"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+@given(st.binary(max_size=1600))
+@settings(max_examples=2000, derandomize=True)
+def test_the_whole_buffer_sum_equals_the_word_by_word_one(data: bytes) -> None:
+    assert _ones_complement_sum(data) == _word_by_word_sum(data)
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00", b"\x00\x00\x00", b"\xff\xff", b"\xff\xff" * 3,
+                                  b"\xff\xfe\x00\x01", b"\xff"])
+def test_the_whole_buffer_sum_at_its_edges(data: bytes) -> None:
+    """All zeros sum to 0; anything else whose remainder is 0 folds to 0xFFFF."""
+    assert _ones_complement_sum(data) == _word_by_word_sum(data)
