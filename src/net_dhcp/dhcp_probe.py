@@ -8,7 +8,11 @@ so no lease is taken. The pair is deleted in every case (finally), even when can
 
 Care for the bridge: the host end's MAC begins with fe:, above any real NIC's, so a
 bridge whose MAC is not pinned (it takes its ports' lowest) does not change it because
-of the probe; both ends have IPv6 off, so the probe sends nothing else.
+of the probe; both ends have IPv6 off, so the probe sends nothing else. The client end's
+MAC (the DISCOVER's chaddr) begins with 06:, which no container MAC the plugin generates
+(02:) or Docker generates (02:42:) begins with, so a probe never speaks for a container.
+
+Used by `doctor` and by the network option validate_dhcp (validate.py).
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ SETTLE_S = 0.5
 """After the first OFFER, how long other servers' offers are still collected."""
 RETRY_S = (1.0, 2.0, 4.0, 8.0)
 """Waits between DISCOVERs (then 8 s until the deadline)."""
+CLIENT_OCTET = 0x06
+"""First octet of the client end's MAC: locally administered unicast, not 02 (containers)."""
+HOST_OCTET = 0xFE
+"""First octet of the bridge end's MAC: above any real NIC's, so a bridge keeps its MAC."""
 FORWARDING = "3"
 """brport/state of a bridge port that passes frames (BR_STATE_FORWARDING)."""
 SYS = Path("/sys")
@@ -87,7 +95,7 @@ def _create(bridge: str, host_if: str, client_if: str, client_mac: bytes) -> Non
         if not found:
             raise OSError(f"bridge {bridge} is gone")
         ipr.link("add", ifname=host_if, kind="veth",
-                 address=codec.mac_to_str(_mac(0xFE)),
+                 address=codec.mac_to_str(_mac(HOST_OCTET)),
                  peer={"ifname": client_if, "address": codec.mac_to_str(client_mac)})
         try:
             _no_ipv6(host_if)
@@ -169,7 +177,7 @@ async def probe(bridge: str, timeout_s: float) -> ProbeResult:
     result = ProbeResult(port=host_if)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    client_mac = _mac(0x02)
+    client_mac = _mac(CLIENT_OCTET)
     sock: DhcpSocket | None = None
     try:
         await asyncio.to_thread(_create, bridge, host_if, client_if, client_mac)

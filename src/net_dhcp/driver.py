@@ -16,7 +16,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6
 from pathlib import Path
 from typing import Any
 
-from . import netlink, sandbox
+from . import netlink, sandbox, validate
 from .acd import probe as acd
 from .attach import veth
 from .config import EndpointOptions, NetworkOptions
@@ -196,6 +196,8 @@ class Driver:
                             f"({pool}): containers there would clash with the LAN; remove "
                             "that network or add -o ignore_conflicts=true"
                         )
+        if opts.validate_dhcp:  # a DISCOVER from a throwaway port; not on recover_network
+            await validate.validate(opts)
         self.registry.add_network(req.network_id, opts)
         LOG.info("network %s created on bridge %s (%s)", req.network_id[:12], opts.bridge, opts)
         if await asyncio.to_thread(netlink.bridge_mac_is_fixed, opts.bridge) is False:

@@ -53,11 +53,19 @@ def test_a_netlink_error_is_raised_with_its_errno() -> None:
 
 
 def test_the_live_dump_agrees_with_the_kernel_name_index() -> None:
-    """Reads this host's links (read-only): every name maps back to its index."""
+    """Reads this host's links (read-only): every name maps back to its index (a link other
+    tests delete meanwhile is skipped; enough others are checked)."""
     import socket
 
     links = linkdump.dump_links()
-    assert links, "no links at all"
+    checked = 0
     for index, (name, _master) in links.items():
-        assert socket.if_nametoindex(name) == index
+        try:
+            now = socket.if_nametoindex(name)
+        except OSError:
+            continue  # deleted since the dump
+        checked += 1
+        assert now == index, name
+    assert checked >= 1
+    assert socket.if_nametoindex("lo") in links
     assert "lo" in linkdump.names("lo")
