@@ -257,7 +257,7 @@ for arch in "${archs[@]}"; do
     cp plugin/config.json "$out/config.json"
 
     # Smoke test: import the daemon with the rootfs's own interpreter.
-    check='import net_dhcp.daemon, net_dhcp.cli, aiohttp, pyroute2, sqlite3, ssl; print("ok")'
+    check='import net_dhcp.daemon, net_dhcp.cli, aiohttp, pyroute2, prometheus_client, sqlite3, ssl; print("ok")'
     if [ "$arch" = "$(host_arch)" ]; then
         chroot "$root" /opt/net-dhcp/bin/python -c "$check" >/dev/null \
             || die "$arch: the rootfs cannot import net_dhcp"

@@ -33,6 +33,7 @@ DAY_S = 86400.0
 MIN_SWEEP_S = 1.0
 MIN_RENEW_RETRY_S = 0.5
 MAX_WAIT_S = 600.0
+METRICS_ENV = "METRICS_ADDR"
 
 COMMANDS_HELP = """\
 commands:
@@ -62,6 +63,18 @@ def seconds(low: float, high: float) -> Callable[[str], float]:
                 f"{text} is out of range: use {low:g} to {high:g} seconds")
         return value
     return parse
+
+
+def metrics_address(text: str | None) -> Any:
+    """An argparse type: a metrics_server.Address (None for an empty text: off)."""
+    from .metrics_server import parse_address
+
+    if text is None or not text.strip():
+        return None
+    try:
+        return parse_address(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _env_flag(name: str) -> bool:
@@ -109,6 +122,11 @@ def _parser() -> argparse.ArgumentParser:
                    default=math.inf, metavar="SECONDS",
                    help="longest wait between renewal retransmissions (default: none, "
                         "RFC 2131 waits half the remaining time)")
+    s.add_argument("--metrics", type=metrics_address,
+                   default=os.environ.get(METRICS_ENV, "").strip() or None, metavar="ADDR",
+                   help="serve Prometheus metrics (GET /metrics) at ADDR: unix (= "
+                        "/run/net-dhcp/metrics.sock), unix:/PATH or /PATH, or a TCP "
+                        "HOST:PORT such as 127.0.0.1:9101 (env METRICS_ADDR; default: off)")
     _add_status(sub)
     _add_leases(sub)
     _add_doctor(sub)
@@ -342,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             netns_dir=Path(args.netns_dir) if args.netns_dir else None,
             timing=Timing(renew_retry_min_s=args.renew_retry_min,
                           renew_retry_max_s=args.renew_retry_max),
+            metrics=args.metrics,
         )
         try:
             asyncio.run(serve(settings))

@@ -8,7 +8,8 @@ and the sweep. Until re-adoption is done, the calls that create, join, leave or 
 endpoints, and DeleteNetwork (which deletes them), wait for it (`AfterAdoption`): it must
 not start a keeper for, or tear down, an endpoint that Docker is deleting at the same time.
 Activate, GetCapabilities, CreateNetwork, EndpointOperInfo and the status route answer at
-once.
+once. With `--metrics`, the metrics listener (metrics_server.py) starts right after the
+socket answers; it is stopped first at shutdown.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import managed
+from . import managed, metrics_server
 from .api import make_app
 from .dhcp4.timing import Timing
 from .driver import Driver
@@ -43,7 +44,7 @@ from .requests import (
     JoinRequest,
     NetworkRequest,
 )
-from .status import source_for
+from .status import gauges_for, source_for
 from .store import Store
 
 LOG = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ class Settings:
     netns_dir: Path | None = None
     sweep_interval_s: float = 60.0
     timing: Timing = Timing()
+    metrics: metrics_server.Address | None = None
+    """Where to serve GET /metrics (metrics_server.py); None: no metrics (the default)."""
 
 
 async def serve(settings: Settings) -> None:
@@ -207,6 +210,7 @@ class Running:
     socket: Path
     adoption: asyncio.Task[None]
     """Re-adoption of the stored endpoints, then starting the reconciler (task "adopt")."""
+    metrics: metrics_server.MetricsServer | None = None
 
     def failed(self) -> BaseException | None:
         """What re-adoption failed with, if it has (None: running, done or cancelled)."""
@@ -221,6 +225,8 @@ class Running:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.adoption
             await self.reconciler.close()
+            if self.metrics is not None:
+                await self.metrics.close()
             await self.runner.cleanup()
             with contextlib.suppress(FileNotFoundError):
                 self.socket.unlink()
@@ -276,6 +282,9 @@ async def start(settings: Settings) -> Running:
         os.chmod(settings.socket, 0o600)
         LOG.info("listening on %s (state in %s)", settings.socket, store.path)
         listening.set()
+        if settings.metrics is not None:
+            running.metrics = await metrics_server.start(settings.metrics,
+                                                         gauges_for(driver))
     except BaseException:
         await running.close()
         raise

@@ -13,8 +13,9 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Generic, Protocol, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
+from . import metrics
 from .dhcp4.fsm import Machine, State
 from .errors import InterfaceGone
 
@@ -67,6 +68,9 @@ class KeeperBase(Generic[L]):
     __slots__ = ("_address_on", "_apply", "_applied", "_clock", "_on_lease", "_retry",
                  "_unapplied", "_unapply", "_unstored", "_waiter", "_woken", "failures",
                  "fsm", "hostname", "lease", "name", "renewals")
+
+    family: ClassVar[str] = "4"
+    """The address family, "4" or "6", as the metrics label it."""
 
     def __init__(
         self,
@@ -131,6 +135,7 @@ class KeeperBase(Generic[L]):
                     raise
                 except Exception:  # noqa: BLE001 - whatever failed, the lease must go on
                     self.failures += 1
+                    metrics.keeper_restarted(self.family)
                     LOG.exception("%s: %s step failed; retrying in %gs", self.name,
                                   self.state.value, backoff)
                     await asyncio.sleep(backoff)

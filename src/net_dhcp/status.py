@@ -42,7 +42,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
@@ -204,6 +204,50 @@ def snapshot(registry: Registry, leases: LeaseSupervisor, *, started_at: float,
                              being_created=len(registry.being_created()),
                              renewals=totals.renewals, failures=totals.failures),
     }
+
+
+GAUGE_STATES = ("bound", "renewing", "rebinding", "init", "selecting", "requesting",
+                "not_joined", "starting", "stopped")
+"""The `state` label values of the metrics' lease gauge: the states above, lower case."""
+
+
+@dataclass(frozen=True)
+class Gauges:
+    """What the metrics' gauges show at a scrape (metrics.Snapshot)."""
+
+    leases: dict[tuple[str, str], int]
+    """(family "4" or "6", state) -> leases; every GAUGE_STATES state is there, 0 or not."""
+    networks: int
+    endpoints: int
+
+
+def gauge_state(state: str) -> str:
+    """A status state as the metrics label it: "not joined" -> "not_joined", "BOUND" ->
+    "bound"."""
+    return state.lower().replace(" ", "_")
+
+
+def gauges(registry: Registry, leases: LeaseSupervisor) -> Gauges:
+    """The leases by family and state, from memory (cheap: no lease documents built)."""
+    counts = {(family, state): 0 for family in ("4", "6") for state in GAUGE_STATES}
+    for ep in registry.endpoints.values():
+        state, state6 = _states(ep, leases)
+        if ep.lease is not None:
+            key = ("4", gauge_state(state))
+            counts[key] = counts.get(key, 0) + 1
+        if state6 is not None:
+            key = ("6", gauge_state(state6))
+            counts[key] = counts.get(key, 0) + 1
+    return Gauges(counts, len(registry.networks), len(registry.endpoints))
+
+
+def gauges_for(driver: object) -> Callable[[], Gauges] | None:
+    """A zero-argument callable answering `gauges` for a real driver, else None."""
+    registry = getattr(driver, "registry", None)
+    leases = getattr(driver, "leases", None)
+    if registry is None or leases is None:
+        return None
+    return functools.partial(gauges, registry, leases)
 
 
 def source_for(driver: object, started_at: float) -> Callable[[], Doc] | None:

@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
+from .. import metrics
 from ..errors import LeaseError
 from ..keeping import KeeperBase
 from . import codec
@@ -129,6 +130,7 @@ class LeaseKeeper(KeeperBase[Lease]):
                 LOG.warning("%s: server %s NAKed %s (%s): removing it and getting a new "
                             "address", self.name, reply.server_id, self.lease.address.ip,
                             reply.message or "no reason given")
+                metrics.refused("4")
                 # RFC 2131 4.4.5: on DHCPNAK the client stops using the address at once.
                 await self._unconfigure()
                 self.fsm.move(State.INIT)
@@ -136,6 +138,7 @@ class LeaseKeeper(KeeperBase[Lease]):
             old = self.lease
             await self._commit(reply)
             self.renewals += 1
+            metrics.extended("4", rebind=rebind)
             LOG.log(self._renewal_level(old, reply),
                     "%s: lease on %s renewed for %gs (T1 %gs, T2 %gs)", self.name,
                     reply.address, reply.lease_time_s, reply.t1_s, reply.t2_s)
@@ -149,6 +152,7 @@ class LeaseKeeper(KeeperBase[Lease]):
             # A decline's wait holds even when the last attempt gave up early.
             await asyncio.sleep(self._conflicts.wait_s())
             stats = AcquireStats()
+            started = time.perf_counter()
             try:
                 new = await acquire(
                     self.sock, client_id=self.client_id, hostname=self.hostname,
@@ -159,11 +163,15 @@ class LeaseKeeper(KeeperBase[Lease]):
                     conflicts=self._conflicts,
                 )
             except LeaseError:
+                metrics.exchanged("4", stats)
+                metrics.failed("4", stats, metrics.KEEPER)
                 attempt += 1
                 if attempt == 1 or attempt % 10 == 0:
                     LOG.warning("%s: no lease yet (attempt %d): %s", self.name, attempt,
                                 stats.summary())
                 continue
+            metrics.exchanged("4", stats)
+            metrics.acquired("4", time.perf_counter() - started, metrics.KEEPER)
             self.fsm.move(State.BOUND)
             await self._commit(new)
             return

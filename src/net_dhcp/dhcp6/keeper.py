@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
+from .. import metrics
 from ..dhcp4.fsm import State
 from ..errors import LeaseError
 from ..keeping import KeeperBase
@@ -32,6 +33,8 @@ class Lease6Keeper(KeeperBase[Lease6]):
     """Keeps one DHCPv6 lease alive; see KeeperBase for what never stops it."""
 
     __slots__ = ("_probe", "_rng", "_timing", "sock")
+
+    family = "6"
 
     def __init__(
         self,
@@ -71,12 +74,14 @@ class Lease6Keeper(KeeperBase[Lease6]):
         if isinstance(got, Refused):
             LOG.warning("%s: the server refused %s (%s): removing it and soliciting again",
                         self.name, self.lease.address, got.reason)
+            metrics.refused("6")
             await self._unconfigure()
             self.fsm.move(State.INIT)
             return True
         old = self.lease
         await self._commit(got)
         self.renewals += 1
+        metrics.extended("6", rebind=rebind)
         LOG.log(self._renewal_level(old, self.lease),
                 "%s: IPv6 lease on %s extended (valid %gs, T1 %gs, T2 %gs)", self.name,
                 got.address, got.valid_s, got.t1_s, got.t2_s)
@@ -110,17 +115,22 @@ class Lease6Keeper(KeeperBase[Lease6]):
         while True:
             stats = Acquire6Stats()
             self.fsm.move(State.SELECTING)
+            started = time.perf_counter()
             try:
                 new = await acquire6(self.sock, iaid=self.lease.iaid, hostname=self.hostname,
                                      timeout_s=self._timing.init_retry_s, timing=self._timing,
                                      rng=self._rng, stats=stats, probe=self._probe)
             except LeaseError:
+                metrics.exchanged("6", stats)
+                metrics.failed("6", stats, metrics.KEEPER)
                 self.fsm.move(State.INIT)
                 attempt += 1
                 if attempt == 1 or attempt % 10 == 0:
                     LOG.warning("%s: no IPv6 lease yet (attempt %d): %s", self.name, attempt,
                                 stats.summary())
                 continue
+            metrics.exchanged("6", stats)
+            metrics.acquired("6", time.perf_counter() - started, metrics.KEEPER)
             self.fsm.move(State.REQUESTING)
             self.fsm.move(State.BOUND)
             await self._commit(new)
