@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from ipaddress import IPv4Address
 from typing import Any
 
+from .dhcp4.codec import CodecError, client_id_from_text
 from .errors import OptionError
 
 DEFAULT_LEASE_TIMEOUT_S = 10.0
@@ -26,6 +28,20 @@ NETWORK_OPTIONS = {
     "skip_routes": "do not copy the bridge's static routes into containers (true/false)",
     "validate_dhcp": "at network create, send one DISCOVER on the bridge and refuse the "
                      "network if no DHCP server answers (true/false, default false)",
+    "client_id": "DHCPv4 client identifier (option 61) instead of the MAC: colon-separated "
+                 "hex octets (e.g. 01:{mac} or ff:00:00:00:01) are sent as raw octets, other "
+                 "text as type 0 + the text; {mac} becomes the container's MAC. Without "
+                 "{mac} only one container at a time can use the network",
+    "vendor_class": "DHCPv4 vendor class identifier (option 60), text of 1-255 characters",
+    "register_dns": "ask the DHCP server to put the host name in DNS: DHCPv4 Client FQDN "
+                    "option 81 and DHCPv6 option 39 with S=1 (true/false, default false)",
+    "gateway": "IPv4 address to use as the containers' default gateway instead of the "
+               "lease's router (option 3); must lie in the leased subnet",
+    "propagate_mtu": "set the container's interface MTU from the lease's option 26, clamped "
+                     "to 576-65535 (true/false, default false)",
+    "propagate_dns": "write the lease's DNS servers (option 6) and search domains (119, else "
+                     "15) into the container's /etc/resolv.conf, again when a renewal "
+                     "changes them (true/false, default false)",
 }
 ENDPOINT_OPTIONS = {
     "hostname": "host name sent to the DHCP server (option 12)",
@@ -60,6 +76,75 @@ def parse_duration(name: str, value: object) -> float:
     return seconds
 
 
+MIN_MTU = 576
+"""The smallest MTU propagate_mtu applies (RFC 791: every host must take 576-octet
+datagrams; a smaller option 26 is raised to it)."""
+MAX_MTU = 65535
+_MAX_TEXT_OPTION = 255
+
+
+def clamp_mtu(mtu: int) -> int:
+    """An option 26 value as propagate_mtu applies it: clamped to MIN_MTU..MAX_MTU."""
+    return max(MIN_MTU, min(MAX_MTU, mtu))
+
+
+def _printable_text(name: str, value: object) -> str | None:
+    """An optional text option: None if absent or empty; OptionError unless 1-255
+    printable ASCII characters."""
+    if value is None:
+        return None
+    text = str(value)
+    if not text:
+        return None
+    if len(text) > _MAX_TEXT_OPTION or any(ord(c) < 0x20 or ord(c) > 0x7E for c in text):
+        raise OptionError(
+            f"option {name}={text[:80]!r} is not valid: use 1 to {_MAX_TEXT_OPTION} "
+            "printable ASCII characters (letters, digits, punctuation, spaces)")
+    return text
+
+
+_CLIENT_ID_FIX = ("use colon-separated hex octets such as 01:{mac} or ff:00:00:00:2a (sent "
+                  "as raw octets, the first being the type), or text such as web-{mac} (sent "
+                  "as type 0 + the text), 2 to 255 octets; {mac} is the container's MAC")
+_BRACE = re.compile(r"\{[^}]*\}")
+
+
+def parse_client_id(value: object) -> str | None:
+    """The `client_id` option: None if absent or empty; OptionError unless every container
+    of the network can send it (2-255 octets, printable, no placeholder but {mac})."""
+    text = _printable_text("client_id", value)
+    if text is None:
+        return None
+    others = [m for m in _BRACE.findall(text) if m != "{mac}"]
+    if others:
+        raise OptionError(f"option client_id={text[:80]!r} has an unknown placeholder "
+                          f"{others[0]}: {_CLIENT_ID_FIX}")
+    try:
+        client_id_from_text(text, b"\x02\x00\x00\x00\x00\x01")
+    except CodecError as err:
+        raise OptionError(f"option client_id={text[:80]!r} is not valid ({err}): "
+                          f"{_CLIENT_ID_FIX}") from err
+    return text
+
+
+def parse_gateway(value: object) -> str | None:
+    """The `gateway` option: None if absent or empty; OptionError unless a unicast IPv4
+    host address."""
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    try:
+        ip = IPv4Address(text)
+    except ValueError as err:
+        raise OptionError(f"option gateway={text[:80]!r} is not an IPv4 address: use the "
+                          "router's address on the LAN, e.g. -o gateway=192.168.1.1") from err
+    if (ip.is_unspecified or ip.is_loopback or ip.is_multicast or ip.is_reserved
+            or ip.is_link_local or ip == IPv4Address("255.255.255.255")):
+        raise OptionError(f"option gateway={text!r} is not a usable router address: use the "
+                          "unicast address of a router on the LAN, e.g. 192.168.1.1")
+    return str(ip)
+
+
 def _valid_list(known: dict[str, str]) -> str:
     return "; ".join(f"{k}: {v}" for k, v in known.items())
 
@@ -74,6 +159,19 @@ class NetworkOptions:
     ignore_conflicts: bool = False
     skip_routes: bool = False
     validate_dhcp: bool = False
+    client_id: str | None = None
+    """The `client_id` option as given ({mac} not yet replaced); None: the MAC (type 1)."""
+    vendor_class: str | None = None
+    register_dns: bool = False
+    gateway: str | None = None
+    """The `gateway` option (a checked IPv4 address), or None: the lease's router."""
+    propagate_mtu: bool = False
+    propagate_dns: bool = False
+
+    @property
+    def gateway_ip(self) -> IPv4Address | None:
+        """The `gateway` option as an address."""
+        return IPv4Address(self.gateway) if self.gateway else None
 
     @classmethod
     def from_generic(cls, generic: dict[str, Any], *, enable_ipv6: bool = False) -> NetworkOptions:
@@ -99,6 +197,12 @@ class NetworkOptions:
             ignore_conflicts=parse_bool("ignore_conflicts", generic.get("ignore_conflicts", False)),
             skip_routes=parse_bool("skip_routes", generic.get("skip_routes", False)),
             validate_dhcp=parse_bool("validate_dhcp", generic.get("validate_dhcp", False)),
+            client_id=parse_client_id(generic.get("client_id")),
+            vendor_class=_printable_text("vendor_class", generic.get("vendor_class")),
+            register_dns=parse_bool("register_dns", generic.get("register_dns", False)),
+            gateway=parse_gateway(generic.get("gateway")),
+            propagate_mtu=parse_bool("propagate_mtu", generic.get("propagate_mtu", False)),
+            propagate_dns=parse_bool("propagate_dns", generic.get("propagate_dns", False)),
         )
 
     def to_json(self) -> str:
@@ -107,8 +211,10 @@ class NetworkOptions:
 
     @classmethod
     def from_json(cls, text: str) -> NetworkOptions:
-        """Inverse of to_json."""
-        return cls(**json.loads(text))
+        """Inverse of to_json. State written by an older version lacks the newer fields
+        (their defaults apply); fields this version does not know are left out."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
 
 
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"

@@ -9,14 +9,16 @@ through the background `Reconciler` (reconcile.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
 from pathlib import Path
 from typing import Any
 
-from . import netlink, sandbox, validate
+from . import metrics, netlink, sandbox, validate
 from .acd import probe as acd
 from .attach import veth
 from .config import EndpointOptions, NetworkOptions
@@ -31,7 +33,7 @@ from .dhcp6.lease import Lease6
 from .dhcp6.sockets import open_dhcp6_socket
 from .diagnose import explain_no_lease, explain_no_lease6
 from .errors import LeaseError, NotFoundError, OptionError
-from .leases import LeaseSupervisor
+from .leases import LeaseSupervisor, client_duid, client_identity, wanted_mtu
 from .ndp import dad, router
 from .registry import Endpoint, Network, Registry
 from .requests import (
@@ -231,7 +233,8 @@ class Driver:
         await self.teardowns.wait([req.endpoint_id])
         # One call at a time per endpoint ID: a DeleteEndpoint for it that is removing a
         # leftover pair finishes before this one creates the new pair.
-        async with self._ids.hold(req.endpoint_id):
+        async with (self._one_client(net, req.endpoint_id),
+                    self._ids.hold(req.endpoint_id)):
             with self.registry.creating(req.endpoint_id, host_if):
                 clock = _Stopwatch()
                 # What Join will need from the bridge (its routes), fetched meanwhile.
@@ -277,6 +280,31 @@ class Driver:
             out["MacAddress"] = mac
         return {"Interface": out}
 
+    @contextlib.asynccontextmanager
+    async def _one_client(self, net: Network, endpoint_id: str) -> AsyncIterator[None]:
+        """A `client_id` without {mac} makes every container of the network the same DHCP
+        client: the server would hand them one address, and one's release would free the
+        other's. So one container at a time (after the teardowns of those leaving): the
+        block runs alone for the network, and only if no other endpoint is there."""
+        client_id = net.options.client_id
+        if not client_id or codec.MAC_PLACEHOLDER in client_id:
+            yield
+            return
+        async with self._ids.hold(f"client_id:{net.id}"):  # ':' is in no endpoint ID
+            others = [e for e in self.registry.endpoints_of(net.id) if e.id != endpoint_id]
+            await self.teardowns.wait(e.id for e in others)
+            for other in self.registry.endpoints_of(net.id):
+                if other.id == endpoint_id:
+                    continue
+                raise OptionError(
+                    f"network {net.id[:12]} has the constant client_id {client_id!r} and "
+                    f"endpoint {other.id[:12]} (MAC {other.mac}) already uses it: two "
+                    "containers would be one DHCP client to the server. Stop that "
+                    "container first, or create the network with {mac} in client_id "
+                    "(e.g. -o client_id=" + client_id + "-{mac}) so each container is "
+                    "its own client")
+            yield
+
     async def _acquire_all(self, net: Network, ep: Endpoint, clock: _Stopwatch) -> None:
         """Get the endpoint's leases, both families at once; each is set on `ep` as soon
         as it comes, so a failure of the other leaves it there to be released."""
@@ -286,10 +314,18 @@ class Driver:
 
         async def v4() -> None:
             ep.lease = await self._acquire(net, ep.cont_if, ep.mac, hostname, clock)
+            metrics.acquired("4", clock.since(start))
             clock.add("DHCPv4", clock.since(start) - clock.parts.get("probe", 0.0))
+            mtu = wanted_mtu(net.options, ep.lease)
+            if mtu is not None:
+                # Both ends, before the reply: Docker moves the container end as it is.
+                await netlink.set_mtu((ep.host_if, ep.cont_if), mtu)
+                LOG.info("endpoint %s: MTU %d from the lease (option 26%s)", ep.id[:12], mtu,
+                         "" if mtu == ep.lease.mtu else f" {ep.lease.mtu}, clamped")
 
         async def v6() -> None:
             ep.lease6 = await self._acquire6(net, ep.cont_if, hostname)
+            metrics.acquired("6", clock.since(start))
             clock.add("DHCPv6", clock.since(start))
 
         await together(v4(), *([v6()] if net.options.ipv6 else []))
@@ -309,21 +345,24 @@ class Driver:
                 finally:
                     clock.add("probe", time.perf_counter() - started)
 
-            return await acquire(sock, client_id=codec.client_id_for_mac(codec.mac_from_str(mac)),
+            return await acquire(sock, client_id=client_identity(net.options, mac),
                                  hostname=hostname, timeout_s=net.options.lease_timeout_s,
                                  probe=None if net.options.ignore_conflicts else probe,
                                  timing=self.timing, stats=stats)
         except LeaseError as err:
+            metrics.failed("4", stats)
             raise LeaseError(await explain_no_lease(net.options.bridge,
                                                     net.options.lease_timeout_s, stats)) from err
         finally:
             sock.close(soon=True)
+            metrics.exchanged("4", stats)
 
     async def _acquire6(self, net: Network, ifname: str, hostname: str | None) -> Lease6:
         """DHCPv6 (and the router's advertisement, at the same time) on `ifname`."""
         timeout = net.options.lease_timeout_s
         stats = Acquire6Stats()
         sock = await asyncio.to_thread(open_dhcp6_socket, ifname)
+        sock.client_id = client_duid(net.options, sock.client_id)
         rs_sent = asyncio.Event()
         ra_task = asyncio.create_task(router.solicit(ifname, None, timeout, rs_sent),
                                       name=f"ra:{ifname}")
@@ -343,11 +382,13 @@ class Driver:
                                        hostname=hostname, timeout_s=timeout, stats=stats,
                                        probe=None if net.options.ignore_conflicts else probe)
             except LeaseError as err:
+                metrics.failed("6", stats)
                 raise LeaseError(explain_no_lease6(net.options.bridge, timeout, stats)) from err
             ra = await router.wait(ra_task, RA_WAIT_S)
         finally:
             sock.close()
             ra_task.cancel()
+            metrics.exchanged("6", stats)
         return router.on_link(lease, ra)
 
     async def endpoint_oper_info(self, req: EndpointRequest) -> dict[str, Any]:
@@ -373,6 +414,15 @@ class Driver:
         where = sandbox.local_path(req.sandbox_key, self.netns_dir)
         lease = ep.lease
         gateway = lease.gateway
+        wanted = net.options.gateway_ip
+        if wanted is not None:
+            if wanted not in lease.address.network or wanted == lease.address.ip:
+                raise OptionError(
+                    f"gateway {wanted} (network option gateway) is not in the leased subnet "
+                    f"{lease.address.network} ({lease.address.ip}): recreate the network with "
+                    "a -o gateway= router on that subnet, or without -o gateway to use the "
+                    "lease's router")
+            gateway = wanted
         bridge: netlink.BridgeInfo | None = None
         if gateway is None or not net.options.skip_routes:
             bridge = await self._bridge_for_join(ep, net)

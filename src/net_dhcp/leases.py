@@ -13,18 +13,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
-from . import netlink, sandbox
+from . import metrics, netlink, resolv, sandbox
 from .acd import probe as acd
+from .config import NetworkOptions, clamp_mtu
 from .dhcp4 import codec
 from .dhcp4.client import send_release
 from .dhcp4.keeper import LeaseKeeper
 from .dhcp4.lease import Lease
 from .dhcp4.sockets import DhcpSocket, open_dhcp_socket, send_release_as
 from .dhcp4.timing import Timing
+from .dhcp6 import codec as codec6
 from .dhcp6.client import send_release6
 from .dhcp6.keeper import Lease6Keeper
 from .dhcp6.lease import Lease6
@@ -40,6 +43,54 @@ LOG = logging.getLogger(__name__)
 
 KEEPER_STOP_S = 2.0
 ATTACH_TRIES = 5
+
+
+def client_identity(options: NetworkOptions | None, mac: str) -> codec.ClientIdentity:
+    """What a container on a network with `options` is to the DHCPv4 server, in every
+    message it sends: its client identifier (the network's `client_id` with {mac} replaced,
+    else type 1 and the MAC), with the network's vendor class (option 60) and whether the
+    Client FQDN (option 81) goes with the host name (`register_dns`)."""
+    raw = codec.mac_from_str(mac)
+    if options is None:
+        return codec.ClientIdentity(codec.client_id_for_mac(raw))
+    value = (codec.client_id_from_text(options.client_id, raw) if options.client_id
+             else codec.client_id_for_mac(raw))
+    vendor = options.vendor_class.encode("ascii") if options.vendor_class else None
+    return codec.ClientIdentity(value, vendor_class=vendor, fqdn=options.register_dns)
+
+
+def client_duid(options: NetworkOptions | None, duid: bytes) -> codec6.ClientDuid:
+    """A DHCPv6 socket's DUID with the network's `register_dns` (Client FQDN's S flag)."""
+    return codec6.ClientDuid(duid, register_dns=options is not None and options.register_dns)
+
+
+def gateway_for(options: NetworkOptions | None, lease: Lease) -> IPv4Address | None:
+    """The default gateway to configure for `lease`: the network's `gateway` option when it
+    lies in the leased subnet, else (logged by the caller) the lease's router."""
+    wanted = options.gateway_ip if options is not None else None
+    if wanted is not None and wanted in lease.address.network and wanted != lease.address.ip:
+        return wanted
+    return lease.gateway
+
+
+_SEARCH_NAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*\Z")
+
+
+def wanted_dns(options: NetworkOptions | None,
+               lease: Lease) -> tuple[tuple[IPv4Address, ...], tuple[str, ...]] | None:
+    """propagate_dns: the servers (option 6) and search list (option 119, else the domain
+    of option 15) for the container's resolv.conf; None when the option is off."""
+    if options is None or not options.propagate_dns:
+        return None
+    search = lease.search or ((lease.domain,) if lease.domain else ())
+    return lease.dns, tuple(d for d in search if _SEARCH_NAME.match(d))
+
+
+def wanted_mtu(options: NetworkOptions | None, lease: Lease | None) -> int | None:
+    """The MTU to give the container's interface for `lease` (propagate_mtu), if any."""
+    if options is None or not options.propagate_mtu or lease is None or lease.mtu is None:
+        return None
+    return clamp_mtu(lease.mtu)
 
 
 @dataclass(frozen=True)
@@ -63,6 +114,10 @@ class _Running:
     """The identity of the namespace the keeper attached in (netlink.netns_inode)."""
     past: KeeperCounts = KeeperCounts()
     """What this run's earlier keepers counted (before it followed a renamed interface)."""
+    mtu: int | None = None
+    """The MTU last set on the endpoint's interfaces (propagate_mtu), as far as known."""
+    mtu_task: asyncio.Task[None] | None = None
+    dns_task: asyncio.Task[None] | None = None
 
     def counts(self) -> KeeperCounts:
         """Everything this run's keepers counted, the current ones included."""
@@ -169,9 +224,20 @@ class LeaseSupervisor:
         assert ep.lease is not None
         sock.start()
         net = self.registry.networks.get(ep.network_id)
+        options = net.options if net is not None else None
 
         async def apply(old: Lease | None, new: Lease) -> None:
-            await sandbox.apply(where, ep.mac, old, new)
+            gateway = gateway_for(options, new)
+            if options is not None and options.gateway and gateway != options.gateway_ip:
+                LOG.warning("endpoint %s: gateway %s (option gateway) is not in the leased "
+                            "subnet %s; using the lease's router %s", ep.id[:12],
+                            options.gateway, new.address.network, new.gateway or "(none)")
+            await sandbox.apply(where, ep.mac, old, new, gateway=gateway)
+
+        def on_lease(lease: Lease) -> None:
+            self.registry.set_lease(ep, lease)
+            self._follow_mtu(ep, where, options, lease)
+            self._follow_dns(ep, where, options, lease)
 
         async def unapply(old: Lease) -> None:
             await sandbox.unapply(where, ep.mac, old)
@@ -180,9 +246,9 @@ class LeaseSupervisor:
             return await acd.in_use(ifname, where, ip)
 
         keeper = LeaseKeeper(
-            f"endpoint {ep.id[:12]}", sock, ep.lease, client_id=ep.client_id,
-            hostname=ep.wanted_hostname, apply=apply, unapply=unapply,
-            on_lease=functools.partial(self.registry.set_lease, ep),
+            f"endpoint {ep.id[:12]}", sock, ep.lease,
+            client_id=client_identity(options, ep.mac),
+            hostname=ep.wanted_hostname, apply=apply, unapply=unapply, on_lease=on_lease,
             probe=None if net is None or net.options.ignore_conflicts else probe,
             timing=self.timing,
         )
@@ -192,6 +258,7 @@ class LeaseSupervisor:
             if ep.lease6 is not None:
                 sock6 = await netlink.run_in_netns(
                     where, functools.partial(open_dhcp6_socket, ifname))
+                sock6.client_id = client_duid(options, sock6.client_id)
                 sock6.start()
                 keeper6 = self._keeper6(ep, where, sock6, ep.lease6)
             run = self._running.get(ep.id)
@@ -199,6 +266,9 @@ class LeaseSupervisor:
                 run.past = run.counts()  # the keepers being replaced, if any
                 run.keeper, run.keeper6 = keeper, keeper6
                 run.netns = netlink.netns_inode(where)
+                if run.mtu is None:
+                    run.mtu = wanted_mtu(options, ep.lease)  # set at CreateEndpoint
+                self._follow_dns(ep, where, options, ep.lease, settle=True)
             LOG.info("endpoint %s: keeping %s on %s in %s (renew in %.0fs)", ep.id[:12],
                      ep.lease.address, ifname, where, max(0.0, ep.lease.t1_at - time.time()))
             if keeper6 is not None:
@@ -210,6 +280,53 @@ class LeaseSupervisor:
         finally:
             if sock6 is not None:
                 sock6.close()
+
+    def _follow_mtu(self, ep: Endpoint, where: str, options: NetworkOptions | None,
+                    lease: Lease) -> None:
+        """propagate_mtu: a renewal (or new lease) whose option 26 differs from the MTU
+        the interfaces have gets it set on both veth ends, in the background (a failure
+        is logged and tried again at the next renewal). A lease without option 26 leaves
+        the MTU as it is."""
+        mtu = wanted_mtu(options, lease)
+        run = self._running.get(ep.id)
+        if (mtu is None or run is None or run.mtu == mtu
+                or (run.mtu_task is not None and not run.mtu_task.done())):
+            return
+        run.mtu_task = asyncio.create_task(self._set_mtu(ep, where, run, mtu),
+                                           name=f"mtu:{ep.id[:12]}")
+        run.mtu_task.add_done_callback(_log_task_failure)
+
+    def _follow_dns(self, ep: Endpoint, where: str, options: NetworkOptions | None,
+                    lease: Lease, *, settle: bool = False) -> None:
+        """propagate_dns: make the container's resolv.conf carry the lease's DNS servers and
+        search list, at attach (looked at again while the container starts) and at every
+        new lease or renewal (written only if the file lacks them: the DNS changed, or
+        Docker wrote the file again), in the background; a failure is logged and tried
+        again at the next renewal."""
+        dns = wanted_dns(options, lease)
+        run = self._running.get(ep.id)
+        if (dns is None or run is None
+                or (run.dns_task is not None and not run.dns_task.done())):
+            return
+
+        async def write() -> None:
+            await resolv.propagate(f"endpoint {ep.id[:12]}", where, *dns, settle=settle)
+
+        run.dns_task = asyncio.create_task(write(), name=f"dns:{ep.id[:12]}")
+        run.dns_task.add_done_callback(_log_task_failure)
+
+    async def _set_mtu(self, ep: Endpoint, where: str, run: _Running, mtu: int) -> None:
+        try:
+            name = await netlink.run_in_netns(
+                where, functools.partial(netlink.set_mtu_by_mac, ep.mac, mtu))
+            await netlink.set_mtu((ep.host_if,), mtu)
+        except Exception as err:  # noqa: BLE001 - OSError, netlink errors: the lease goes on
+            LOG.warning("endpoint %s: could not set the MTU to %d (%s); trying again at the "
+                        "next renewal", ep.id[:12], mtu, err)
+            return
+        LOG.info("endpoint %s: MTU %s -> %d (lease option 26) on %s and %s", ep.id[:12],
+                 run.mtu or "unknown", mtu, name or "(container interface gone)", ep.host_if)
+        run.mtu = mtu
 
     def _keeper6(self, ep: Endpoint, where: str, sock: Dhcp6Socket,
                  lease: Lease6) -> Lease6Keeper:
@@ -289,6 +406,9 @@ class LeaseSupervisor:
             return
         self._retire(run)
         run.task.cancel()
+        for side in (run.mtu_task, run.dns_task):
+            if side is not None:
+                side.cancel()
         # Never let a keeper that fails to stop block Leave or DeleteEndpoint.
         done, _ = await asyncio.wait({run.task}, timeout=KEEPER_STOP_S)
         if not done:
@@ -302,17 +422,18 @@ class LeaseSupervisor:
         release, the endpoint's removal does, from the host (`stop` with `release`)."""
         run = self._running.get(ep.id)
         if (run is None or run.task.done() or ep.released
-                or self.registry.same_client(ep) is not None):
+                or self.same_client(ep) is not None):
             return
         done4, done6 = ep.released_part
         if run.keeper is not None and not done4:
             try:
-                send_release(run.keeper.sock, run.keeper.lease, ep.client_id)
+                send_release(run.keeper.sock, run.keeper.lease, run.keeper.client_id)
             except (OSError, InterfaceGone) as err:
                 LOG.info("endpoint %s: DHCPRELEASE through the keeper failed (%s); it is "
                          "sent when the endpoint is removed", ep.id[:12], err)
             else:
                 done4 = True
+                metrics.released("4")
                 LOG.info("endpoint %s: released %s to %s", ep.id[:12],
                          run.keeper.lease.address, run.keeper.lease.server_id)
         if run.keeper6 is not None and not done6:
@@ -323,6 +444,7 @@ class LeaseSupervisor:
                          "is sent when the endpoint is removed", ep.id[:12], err)
             else:
                 done6 = True
+                metrics.released("6")
                 LOG.info("endpoint %s: released %s", ep.id[:12], run.keeper6.lease.address)
         ep.released_part = (done4, done6)
         if (done4 or ep.lease is None) and (done6 or ep.lease6 is None):
@@ -342,12 +464,12 @@ class LeaseSupervisor:
         if not release or ep.released or (lease is None and lease6 is None):
             return
         ep.released = True
-        twin = self.registry.same_client(ep)
+        twin = self.same_client(ep)
         if twin is not None:
             # A restarted container reuses its MAC (--mac-address): the server sees one
             # client, and releasing the stale endpoint would release the live one.
-            LOG.info("endpoint %s: no release, endpoint %s holds the same MAC %s",
-                     ep.id[:12], twin.id[:12], ep.mac)
+            LOG.info("endpoint %s: no release, endpoint %s holds the same MAC %s or "
+                     "client identifier", ep.id[:12], twin.id[:12], ep.mac)
             return
         done4, done6 = ep.released_part
         await self._release_rest(ep, None if done4 else lease, None if done6 else lease6)
@@ -370,6 +492,29 @@ class LeaseSupervisor:
             except Exception as err:  # noqa: BLE001 - a failed release never blocks teardown
                 LOG.warning("endpoint %s: DHCPv6 Release of %s failed: %s", ep.id[:12],
                             lease6.address, err)
+
+    def client_identity(self, ep: Endpoint) -> codec.ClientIdentity:
+        """The endpoint's DHCPv4 identity on its network (see client_identity)."""
+        net = self.registry.networks.get(ep.network_id)
+        return client_identity(net.options if net is not None else None, ep.mac)
+
+    def same_client(self, ep: Endpoint) -> Endpoint | None:
+        """Another endpoint the DHCP server takes for the same client: the same MAC, or
+        (a network's constant `client_id`) the same client identifier."""
+        twin = self.registry.same_client(ep)
+        if twin is not None:
+            return twin
+        net = self.registry.networks.get(ep.network_id)
+        if net is None or not net.options.client_id:
+            return None
+        mine = bytes(self.client_identity(ep))
+        for other in self.registry.endpoints.values():
+            there = self.registry.networks.get(other.network_id)
+            if (other is not ep and there is not None
+                    and there.options.bridge == net.options.bridge
+                    and bytes(self.client_identity(other)) == mine):
+                return other
+        return None
 
     async def _where(self, ep: Endpoint) -> tuple[str | None, str] | None:
         """(namespace, name) of the container's interface now: its sandbox, or the host
@@ -410,6 +555,7 @@ class LeaseSupervisor:
         finally:
             sock.close()
         LOG.info("endpoint %s: released %s", ep.id[:12], lease.address)
+        metrics.released("6")
 
     async def release(self, ep: Endpoint, lease: Lease) -> None:
         """Send DHCPRELEASE from wherever the container end is now (sandbox or host), or
@@ -425,10 +571,11 @@ class LeaseSupervisor:
         sock = await netlink.run_in_netns(
             where, functools.partial(open_dhcp_socket, ifname, with_sink=False))
         try:
-            send_release(sock, lease, ep.client_id)
+            send_release(sock, lease, self.client_identity(ep))
         finally:
             sock.close()
         LOG.info("endpoint %s: released %s to %s", ep.id[:12], lease.address, lease.server_id)
+        metrics.released("4")
 
     async def _release_via_bridge(self, ep: Endpoint, lease: Lease) -> None:
         """The container's interface is gone (its namespace died with it): send the
@@ -440,9 +587,11 @@ class LeaseSupervisor:
                      ep.id[:12], lease.address)
             return
         mac = codec.mac_from_str(ep.mac)
-        await asyncio.to_thread(send_release_as, net.options.bridge, mac, lease, ep.client_id)
+        await asyncio.to_thread(send_release_as, net.options.bridge, mac, lease,
+                                self.client_identity(ep))
         LOG.info("endpoint %s: interface gone; released %s to %s through bridge %s",
                  ep.id[:12], lease.address, lease.server_id, net.options.bridge)
+        metrics.released("4")
 
     async def close(self) -> None:
         """Stop every keeper without releasing: containers keep their addresses."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from ipaddress import IPv4Address
 from pathlib import Path, PurePath
 
 from . import netlink
@@ -71,11 +72,14 @@ async def wait_for_iface(sandbox: str, mac: str, lease: Lease,
         delay = min(delay * 2, IFACE_POLL_MAX_S)
 
 
-async def apply(sandbox: str, mac: str, old: Lease | None, new: Lease) -> None:
-    """Configure `new` on the container's interface in place of `old`."""
+async def apply(sandbox: str, mac: str, old: Lease | None, new: Lease, *,
+                gateway: IPv4Address | None = None) -> None:
+    """Configure `new` on the container's interface in place of `old`, with the default
+    route via `gateway` (the network's `gateway` option) if given, else the lease's
+    router."""
     await netlink.run_in_netns(sandbox, functools.partial(
         netlink.apply_lease_by_mac, mac, old.address if old else None, new.address,
-        new.gateway, list(new.routes)))
+        gateway or new.gateway, list(new.routes)))
 
 
 async def unapply(sandbox: str, mac: str, old: Lease) -> None:

@@ -520,7 +520,11 @@ async def test_the_status_route_answers_the_document(tmp_path: Path) -> None:
     assert doc["networks"] == [{"id": NET_A, "name": "lan", "bridge": "br0", "ipv6": True,
                                 "options": {"bridge": "br0", "ipv6": True,
                                             "lease_timeout_s": 10.0,
-                                            "ignore_conflicts": False, "skip_routes": False},
+                                            "ignore_conflicts": False, "skip_routes": False,
+                                            "validate_dhcp": False, "client_id": None,
+                                            "vendor_class": None, "register_dns": False,
+                                            "gateway": None, "propagate_mtu": False,
+                                            "propagate_dns": False},
                                 "endpoints": 3}]
     by_id = {e["id"][:2]: e for e in doc["endpoints"]}
     assert {k: (e["state"], e["state6"]) for k, e in by_id.items()} == {

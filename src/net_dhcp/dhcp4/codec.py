@@ -21,15 +21,20 @@ __all__ = [
     "BROADCAST_FLAG",
     "CLIENT_PORT",
     "DEFAULT_PARAMS",
+    "FQDN_FLAGS",
+    "MAC_PLACEHOLDER",
     "MAGIC_COOKIE",
     "SERVER_PORT",
+    "ClientIdentity",
     "CodecError",
     "DhcpMessage",
     "MessageType",
     "Opt",
     "client_id_for_mac",
+    "client_id_from_text",
     "decline",
     "discover",
+    "fqdn_option",
     "mac_from_str",
     "mac_to_str",
     "release",
@@ -77,6 +82,7 @@ class Opt(enum.IntEnum):
     T2 = 59  # RFC 2132 9.12
     VENDOR_CLASS = 60  # RFC 2132 9.13
     CLIENT_ID = 61  # RFC 2132 9.14
+    CLIENT_FQDN = 81  # RFC 4702
     RAPID_COMMIT = 80  # RFC 4039 4: no value (length 0)
     DOMAIN_SEARCH = 119  # RFC 3397
     CLASSLESS_ROUTES = 121  # RFC 3442
@@ -94,6 +100,9 @@ SERVER_PORT = 67
 DEFAULT_PARAMS: tuple[int, ...] = (1, 3, 6, 12, 15, 26, 28, 51, 58, 59, 119, 121)
 #: The four octets 99.130.83.99 that open the options field (RFC 2131 section 3, RFC 2132 2).
 MAGIC_COOKIE = b"\x63\x82\x53\x63"
+#: Flags of the Client FQDN option we send (RFC 4702 2.1): S=1, the server does the A RR
+#: update; E=1, the name is in canonical DNS wire format (2.3.1, what a client SHOULD use).
+FQDN_FLAGS = 0x05
 #: Value of option 57 put in DISCOVER and REQUEST: an Ethernet MTU (RFC 2132 9.10, >= 576).
 MAX_MESSAGE_SIZE = 1500
 
@@ -195,6 +204,47 @@ def _one_ip(value: bytes | None) -> IPv4Address | None:
     if value is None or len(value) != 4:
         return None
     return IPv4Address(value)
+
+
+_SEARCH_LABEL_RE = re.compile(rb"[A-Za-z0-9_-]{1,63}\Z")
+_MAX_NAME = 255
+
+
+def _name_at(data: bytes, start: int) -> tuple[str, int] | None:
+    """The DNS name at `start` of option 119's value (RFC 3397 2: RFC 1035 4.1.4 pointers,
+    offsets into the option's value, allowed) and where the next name begins; None if
+    malformed, a loop, the root name, or longer than 255 octets."""
+    labels: list[str] = []
+    i, end, size, jumps = start, None, 0, 0
+    while True:
+        if i >= len(data):
+            return None
+        length = data[i]
+        if length & 0xC0 == 0xC0:
+            if i + 1 >= len(data):
+                return None
+            target = ((length & 0x3F) << 8) | data[i + 1]
+            if end is None:
+                end = i + 2
+            jumps += 1
+            if target >= i or jumps > len(data):  # pointers go back, never loop
+                return None
+            i = target
+            continue
+        if length & 0xC0:
+            return None
+        if length == 0:
+            if not labels:
+                return None
+            return ".".join(labels), (i + 1 if end is None else end)
+        label = data[i + 1 : i + 1 + length]
+        if len(label) != length or not _SEARCH_LABEL_RE.match(label):
+            return None
+        size += length + 1
+        if size + 1 > _MAX_NAME:
+            return None
+        labels.append(label.decode("ascii"))
+        i += 1 + length
 
 
 def _mask_prefixlen(mask: IPv4Address) -> int | None:
@@ -397,6 +447,24 @@ class DhcpMessage:
         return _text(self.options.get(Opt.DOMAIN_NAME))
 
     @property
+    def domain_search(self) -> tuple[str, ...]:
+        """Option 119 (RFC 3397) as names, compression pointers followed; () if absent or
+        malformed, or if a label is not letters, digits, '-' or '_' (it may reach a
+        container's resolv.conf)."""
+        value = self.options.get(Opt.DOMAIN_SEARCH)
+        if not value:
+            return ()
+        names: list[str] = []
+        i = 0
+        while i < len(value):
+            got = _name_at(value, i)
+            if got is None:
+                return ()
+            name, i = got
+            names.append(name)
+        return tuple(names)
+
+    @property
     def host_name(self) -> str | None:
         """Option 12 as text (trailing NULs dropped); None if absent, empty or not printable."""
         return _text(self.options.get(Opt.HOST_NAME))
@@ -493,10 +561,59 @@ def _check_host_name(name: str) -> bytes:
     return raw
 
 
+class ClientIdentity(bytes):
+    """A client identifier (option 61's value) with the identity options its network sends
+    beside it: a Vendor Class Identifier (option 60) and whether to send the Client FQDN
+    (option 81, RFC 4702) with the host name.
+
+    It is bytes, so it goes wherever a client identifier goes: whatever keeps a client
+    (the lease keepers) passes it on unchanged, and every message the client builds from
+    it carries the same identity. Equal to the plain identifier it wraps.
+    """
+
+    vendor_class: bytes | None
+    fqdn: bool
+
+    def __new__(cls, value: bytes, *, vendor_class: bytes | None = None,
+                fqdn: bool = False) -> ClientIdentity:
+        self = super().__new__(cls, value)
+        self.vendor_class = vendor_class
+        self.fqdn = fqdn
+        return self
+
+    def __repr__(self) -> str:
+        return (f"ClientIdentity({bytes(self)!r}, vendor_class={self.vendor_class!r}, "
+                f"fqdn={self.fqdn!r})")
+
+
 def _check_client_id(client_id: bytes) -> bytes:
     if not 2 <= len(client_id) <= 255:
         raise CodecError(f"client_id must be 2..255 octets (RFC 2132 9.14), got {len(client_id)}")
     return bytes(client_id)
+
+
+_IDENTITY_MESSAGES = (MessageType.DISCOVER, MessageType.REQUEST)
+
+
+def _check_vendor_class(value: bytes) -> bytes:
+    if not 1 <= len(value) <= 255:
+        raise CodecError(f"vendor class must be 1..255 octets (RFC 2132 9.13), got {len(value)}")
+    return bytes(value)
+
+
+def fqdn_option(host_name: str) -> bytes:
+    """Client FQDN value (RFC 4702 2): flags FQDN_FLAGS (S=1: the server updates the A RR;
+    E=1: canonical wire format), RCODE1 and RCODE2 0 (2.2), then the name in DNS wire format
+    (2.3.1): a single label as a partial name (no terminating zero), a dotted name as fully
+    qualified (with it). CodecError unless an RFC 1123 host name of at most 252 octets."""
+    labels = _check_host_name(host_name).split(b".")
+    wire = b"".join(bytes((len(label),)) + label for label in labels)
+    if len(labels) > 1:
+        wire += b"\x00"
+    if len(wire) > _MAX_OPTION_CHUNK - 3:
+        raise CodecError(f"host name is {len(wire)} octets on the wire, at most 252 fit "
+                         "in option 81")
+    return bytes((FQDN_FLAGS, 0, 0)) + wire
 
 
 def _check_params(params: Sequence[int]) -> bytes:
@@ -533,6 +650,13 @@ def _build(
         options[Opt.MAX_SIZE] = MAX_MESSAGE_SIZE.to_bytes(2, "big")
     if host_name:
         options[Opt.HOST_NAME] = _check_host_name(host_name)
+    if isinstance(client_id, ClientIdentity) and mtype in _IDENTITY_MESSAGES:
+        # RFC 2131 table 5: Vendor Class in DISCOVER and REQUEST only (MUST NOT in DECLINE
+        # and RELEASE); RFC 4702 3: the Client FQDN in DISCOVER and REQUEST.
+        if client_id.vendor_class:
+            options[Opt.VENDOR_CLASS] = _check_vendor_class(client_id.vendor_class)
+        if host_name and client_id.fqdn:
+            options[Opt.CLIENT_FQDN] = fqdn_option(host_name)
     if params is not None:
         encoded = _check_params(params)
         if encoded:
@@ -762,6 +886,25 @@ def release(
 def client_id_for_mac(mac: bytes) -> bytes:
     """Client identifier for an Ethernet MAC: type 1 followed by the 6 octets (RFC 2132 9.14)."""
     return b"\x01" + check_mac(mac, "mac")
+
+
+_HEX_OCTETS_RE = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})+\Z")
+MAC_PLACEHOLDER = "{mac}"
+
+
+def client_id_from_text(text: str, mac: bytes) -> bytes:
+    """Option 61's value for a network's `client_id` option and one container's MAC.
+
+    ``{mac}`` in `text` becomes the MAC ("aa:bb:cc:dd:ee:ff"). Then hex octets separated by
+    colons ("01:aa:bb:cc:dd:ee:ff", at least two) are sent as those raw octets (the first is
+    the type, RFC 2132 9.14); anything else as type 0 followed by the text (ASCII).
+    CodecError unless 2..255 octets of printable ASCII."""
+    text = text.replace(MAC_PLACEHOLDER, mac_to_str(mac))
+    if _HEX_OCTETS_RE.match(text):
+        return _check_client_id(bytes.fromhex(text.replace(":", "")))
+    if not text or any(ord(c) < 0x20 or ord(c) > 0x7E for c in text):
+        raise CodecError(f"client id {text!r} is not printable ASCII")
+    return _check_client_id(b"\x00" + text.encode("ascii"))
 
 
 def mac_to_str(mac: bytes) -> str:

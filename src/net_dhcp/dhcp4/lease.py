@@ -58,6 +58,10 @@ class Lease:
     t2_s: float
     obtained_at: float
     hostname_sent: str | None = field(default=None, compare=False)
+    mtu: int | None = None
+    """Option 26 (Interface MTU) as the server sent it (at least 68), if it did."""
+    search: tuple[str, ...] = ()
+    """Option 119 (domain search list), in the server's order."""
 
     @property
     def t1_at(self) -> float:
@@ -135,6 +139,7 @@ class Lease:
         gateway, usable = on_link(address, gateway, tuple(routes))
         dns = tuple(d for d in ack.dns_servers if is_host_address(d))
         domain = ack.domain_name
+        search = ack.domain_search
         if previous is not None:
             server = _same(server, previous.server_id)
             server_mac = _same(server_mac, previous.server_mac)
@@ -142,6 +147,7 @@ class Lease:
             usable = _same(usable, previous.routes)
             dns = _same(dns, previous.dns)
             domain = _same(domain, previous.domain)
+            search = _same(search, previous.search)
         return cls(
             address=address,
             server_id=server,
@@ -155,6 +161,8 @@ class Lease:
             t2_s=t2,
             obtained_at=sent_at,
             hostname_sent=hostname,
+            mtu=ack.mtu,
+            search=search,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -173,6 +181,8 @@ class Lease:
             "t2_s": self.t2_s,
             "obtained_at": self.obtained_at,
             "hostname_sent": self.hostname_sent,
+            "mtu": self.mtu,
+            "search": list(self.search),
         }
 
     @classmethod
@@ -192,6 +202,8 @@ class Lease:
             t2_s=float(d["t2_s"]),
             obtained_at=float(d["obtained_at"]),
             hostname_sent=d.get("hostname_sent"),
+            mtu=int(d["mtu"]) if d.get("mtu") else None,
+            search=tuple(str(x) for x in d.get("search", [])),
         )
 
 

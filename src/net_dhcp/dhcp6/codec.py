@@ -28,6 +28,7 @@ __all__ = [
     "INFINITY",
     "REQUESTED_OPTIONS",
     "SERVER_PORT",
+    "ClientDuid",
     "CodecError",
     "IaAddress",
     "IaNa",
@@ -424,8 +425,23 @@ def iaid_for_mac(mac: bytes) -> int:
     return int.from_bytes(check_mac(mac, "mac")[2:], "big")
 
 
-def fqdn_option(hostname: str) -> bytes:
-    """Client FQDN value (RFC 4704 4): flags with S=1 (the server updates AAAA, 4.1), then the
+class ClientDuid(bytes):
+    """A client's DUID with its network's wish about DNS: `register_dns` says whether the
+    Client FQDN option asks the server to update the AAAA RR (S=1) or not (S=0). Being
+    bytes, it is the socket's `client_id` and reaches every message built from it; a plain
+    DUID asks for the update (S=1)."""
+
+    register_dns: bool
+
+    def __new__(cls, value: bytes, *, register_dns: bool) -> ClientDuid:
+        self = super().__new__(cls, value)
+        self.register_dns = register_dns
+        return self
+
+
+def fqdn_option(hostname: str, *, server_updates: bool = True) -> bytes:
+    """Client FQDN value (RFC 4704 4): flags with S=1 (the server updates AAAA, 4.1) if
+    `server_updates`, else 0 (S=0, N=0: the name is given, no update is asked for), then the
     name in DNS wire format (4.2): a single label as a partial name (no terminating zero), a
     dotted name as fully qualified (with it). CodecError unless an RFC 1123 host name whose
     wire form fits 255 octets."""
@@ -441,7 +457,7 @@ def fqdn_option(hostname: str) -> bytes:
         wire += b"\x00"
     if len(wire) > _MAX_NAME:
         raise CodecError(f"host name is {len(wire)} octets on the wire, at most 255 allowed")
-    return bytes((_FQDN_FLAG_S,)) + wire
+    return bytes((_FQDN_FLAG_S if server_updates else 0,)) + wire
 
 
 # -- client message builders (RFC 8415 18.2) --------------------------------------------------
@@ -489,7 +505,8 @@ def _build(
     if rapid_commit:
         options.append((Opt.RAPID_COMMIT, b""))
     if hostname:
-        options.append((Opt.CLIENT_FQDN, fqdn_option(hostname)))
+        updates = client_id.register_dns if isinstance(client_id, ClientDuid) else True
+        options.append((Opt.CLIENT_FQDN, fqdn_option(hostname, server_updates=updates)))
     return Message6(msg_type, xid, tuple(options))
 
 
