@@ -5,7 +5,9 @@ The plugin knows a container only by its network namespace. The file is reached 
 process of the container (one whose network namespace is the sandbox's and whose root is
 not the plugin's), at /proc/<pid>/root/etc/resolv.conf, every path component opened
 without following symbolic links: a link the container made must not lead the write out
-of it (to the host's /etc/resolv.conf, say). Docker bind-mounts its own per-container copy
+of it (to the host's /etc/resolv.conf, say). The /proc/<pid> directory is held open and
+checked again before each write, so a process that exits does not hand the write to a host
+process that gets its PID; the file must be a regular one (opened non-blocking). Docker bind-mounts its own per-container copy
 there, so the file is rewritten in place (a rename cannot replace a mount point), and
 Docker then leaves it alone (it sees the user changed it).
 """
@@ -13,8 +15,10 @@ Docker then leaves it alone (it sees the user changed it).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
+import stat
 from collections.abc import Sequence
 from ipaddress import IPv4Address
 
@@ -52,73 +56,111 @@ def render(current: str, servers: Sequence[IPv4Address], search: Sequence[str]) 
     return "\n".join([HEADER, *ours, *kept]) + "\n"
 
 
-def _netns_key(path: str) -> tuple[int, int]:
-    st = os.stat(path)
+def _key(path: str, dir_fd: int | None = None) -> tuple[int, int]:
+    st = os.stat(path, dir_fd=dir_fd)
     return st.st_dev, st.st_ino
 
 
-def container_pid(sandbox: str) -> int | None:
-    """A process of the container whose network namespace is mounted at `sandbox`: in that
-    namespace, and with a root other than this process's (blocking; reads /proc)."""
+def _is_container(proc_fd: int, netns: tuple[int, int], own_root: tuple[int, int]) -> bool:
+    """Whether the process of the /proc/<pid> directory `proc_fd` is in network namespace
+    `netns` with a root other than `own_root`. Through the directory's fd, so a process
+    that has exited meanwhile fails (OSError) rather than its reused PID's successor
+    answering: that would lead the write to a host process's root."""
+    return _key("ns/net", proc_fd) == netns and _key("root", proc_fd) != own_root
+
+
+def open_container(sandbox: str) -> tuple[int, tuple[int, int]] | None:
+    """(an fd of /proc/<pid>, the namespace's key) for a process of the container whose
+    network namespace is mounted at `sandbox` (blocking; reads /proc); the caller closes
+    the fd. None if there is none."""
     try:
-        wanted = _netns_key(sandbox)
+        wanted = _key(sandbox)
     except OSError:
         return None
-    own_root = _netns_key("/")
+    own_root = _key("/")
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
-            if (_netns_key(f"/proc/{entry.name}/ns/net") == wanted
-                    and _netns_key(f"/proc/{entry.name}/root") != own_root):
-                return int(entry.name)
+            fd = os.open(f"/proc/{entry.name}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
-            continue  # gone meanwhile, or not ours to look at
+            continue  # gone meanwhile
+        try:
+            if _is_container(fd, wanted, own_root):
+                return fd, wanted
+        except OSError:
+            pass  # gone meanwhile, or not ours to look at
+        os.close(fd)
     return None
 
 
-def _open_in_root(root_dir: str, flags: int) -> int:
-    """<root_dir>/etc/resolv.conf opened with `flags`, no symlink followed below root_dir."""
-    root = os.open(root_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+def _open_in_root(root: str | int, flags: int) -> int:
+    """<root>/etc/resolv.conf (`root` a directory's path or O_PATH fd) opened with
+    `flags`, no symlink followed below the root; OSError unless it is a regular file (a
+    FIFO there would block the thread for ever: opened non-blocking, then checked)."""
+    root_fd = (os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+               if isinstance(root, str) else root)
     try:
         etc = os.open("etc", os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                      dir_fd=root)
+                      dir_fd=root_fd)
     finally:
-        os.close(root)
+        if isinstance(root, str):
+            os.close(root_fd)
     try:
-        return os.open("resolv.conf", flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=etc)
+        fd = os.open("resolv.conf", flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=etc)
     finally:
         os.close(etc)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    return fd
 
 
-def _read(root_dir: str) -> str:
-    fd = _open_in_root(root_dir, os.O_RDONLY)
+def _read(root: str | int) -> str:
+    fd = _open_in_root(root, os.O_RDONLY)
     with os.fdopen(fd, "rb") as f:
         return f.read(64 * 1024).decode("utf-8", errors="replace")
 
 
-def update(root_dir: str, servers: Sequence[IPv4Address], search: Sequence[str]) -> bool:
-    """Rewrite <root_dir>/etc/resolv.conf (a container's root: /proc/<pid>/root) for the
-    lease; True if it changed (blocking). OSError if a component is a symlink."""
-    current = _read(root_dir)
+def update(root: str | int, servers: Sequence[IPv4Address], search: Sequence[str]) -> bool:
+    """Rewrite <root>/etc/resolv.conf (`root` a container's root directory, as a path or an
+    O_PATH fd) for the lease; True if it changed (blocking). OSError if a component is a
+    symlink or the file is not a regular file."""
+    current = _read(root)
     wanted = render(current, servers, search)
     if wanted == current:
         return False
-    fd = _open_in_root(root_dir, os.O_WRONLY | os.O_TRUNC)
+    fd = _open_in_root(root, os.O_WRONLY | os.O_TRUNC)
     with os.fdopen(fd, "wb") as f:
         f.write(wanted.encode())
     return True
 
 
-async def find_pid(sandbox: str, timeout: float = FIND_WAIT_S) -> int | None:
-    """Wait (polling /proc) for a process of the container in `sandbox`."""
+def update_container(proc_fd: int, netns: tuple[int, int], servers: Sequence[IPv4Address],
+                     search: Sequence[str]) -> bool:
+    """`update` in the root of the process `proc_fd` (from open_container), after checking
+    again that it is still the container's (blocking)."""
+    if not _is_container(proc_fd, netns, _key("/")):
+        raise OSError(errno.ESRCH, "the container's process is gone")
+    root = os.open("root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=proc_fd)
+    try:
+        return update(root, servers, search)
+    finally:
+        os.close(root)
+
+
+async def find_container(sandbox: str, timeout: float = FIND_WAIT_S
+                         ) -> tuple[int, tuple[int, int]] | None:
+    """Wait (polling /proc) for a process of the container in `sandbox`: open_container's
+    answer."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     delay = 0.05
     while True:
-        pid = await asyncio.to_thread(container_pid, sandbox)
-        if pid is not None or loop.time() >= deadline:
-            return pid
+        found = await asyncio.to_thread(open_container, sandbox)
+        if found is not None or loop.time() >= deadline:
+            return found
         await asyncio.sleep(delay)
         delay = min(delay * 2, 1.0)
 
@@ -130,23 +172,28 @@ async def propagate(what: str, sandbox: str, servers: Sequence[IPv4Address],
     container's file could not be reached (logged), True otherwise."""
     if not servers and not search:
         return True
-    pid = await find_pid(sandbox)
-    if pid is None:
+    found = await find_container(sandbox)
+    if found is None:
         LOG.warning("%s: propagate_dns: no process of the container in %s within %gs; "
                     "its resolv.conf is not updated (the plugin must see the host's "
                     "processes: a managed plugin cannot, run the legacy plugin for "
                     "propagate_dns)", what, sandbox, FIND_WAIT_S)
         return False
-    for wait in (0.0, *SETTLE_CHECKS_S) if settle else (0.0,):
-        await asyncio.sleep(wait)
-        try:
-            changed = await asyncio.to_thread(update, f"/proc/{pid}/root", servers, search)
-        except OSError as err:
-            LOG.warning("%s: propagate_dns: cannot update the container's resolv.conf "
-                        "(/proc/%d/root/etc/resolv.conf: %s)", what, pid, err.strerror or err)
-            return False
-        if changed:
-            LOG.info("%s: resolv.conf: nameservers %s, search %s (from the lease)", what,
-                     ", ".join(map(str, servers[:MAX_NAMESERVERS])) or "(kept)",
-                     " ".join(search) or "(kept)")
-    return True
+    proc_fd, netns = found
+    try:
+        for wait in (0.0, *SETTLE_CHECKS_S) if settle else (0.0,):
+            await asyncio.sleep(wait)
+            try:
+                changed = await asyncio.to_thread(update_container, proc_fd, netns, servers,
+                                                  search)
+            except OSError as err:
+                LOG.warning("%s: propagate_dns: cannot update the container's resolv.conf "
+                            "(%s)", what, err.strerror or err)
+                return False
+            if changed:
+                LOG.info("%s: resolv.conf: nameservers %s, search %s (from the lease)", what,
+                         ", ".join(map(str, servers[:MAX_NAMESERVERS])) or "(kept)",
+                         " ".join(search) or "(kept)")
+        return True
+    finally:
+        os.close(proc_fd)

@@ -4,6 +4,7 @@ register_dns (DHCPv4 81, DHCPv6 39), gateway, propagate_mtu (26): parsing, state
 from __future__ import annotations
 
 import json
+import os
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
@@ -337,3 +338,36 @@ def test_update_writes_in_place_and_never_through_a_symlink(tmp_path: Path) -> N
         resolv.update(str(evil), servers, [])
     assert outside.read_text() == "nameserver 192.0.2.1\n"
     assert (evil / "x" / "resolv.conf").read_text() == "nameserver 192.0.2.1\n"
+
+
+def test_a_fifo_as_resolv_conf_is_refused_without_blocking(tmp_path: Path) -> None:
+    """A container could make its resolv.conf a FIFO: opening it for writing would block the
+    plugin's thread for ever; it is opened non-blocking and refused as not a regular file."""
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    os.mkfifo(root / "etc" / "resolv.conf")
+    with pytest.raises(OSError, match="not a regular file|No such device"):
+        resolv.update(str(root), [IPv4Address("10.0.0.1")], [])
+
+
+def test_a_container_process_that_exits_is_not_followed_to_its_pids_next_owner() -> None:
+    """The /proc/<pid> directory is held as an fd: once that process is gone (its PID free
+    for a host process), every look through the fd fails instead of answering for the new
+    process, so the write cannot land in a host process's root."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "30"])  # noqa: S607 - a test's own child
+    fd = os.open(f"/proc/{child.pid}", os.O_PATH | os.O_DIRECTORY)
+    try:
+        own = os.stat("/proc/self/ns/net")
+        netns = (own.st_dev, own.st_ino)
+        with pytest.raises(OSError, match="gone"):  # alive, but shares our root
+            resolv.update_container(fd, netns, [IPv4Address("10.0.0.1")], [])
+        child.kill()
+        child.wait()
+        with pytest.raises(OSError):  # noqa: PT011 - ENOENT or ESRCH, the kernel's choice
+            resolv.update_container(fd, netns, [IPv4Address("10.0.0.1")], [])
+    finally:
+        os.close(fd)
+        if child.poll() is None:
+            child.kill()
