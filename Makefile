@@ -14,7 +14,7 @@ lint: setup
 
 # Unit tests first (fast, no root), then integration (namespaces + dnsmasq), then e2e (dockerd).
 test: setup lint
-	$(PY) -m pytest -v -rs tests/unit tests/integration tests/e2e
+	$(PY) -m pytest -v -rs --durations=30 tests/unit tests/integration tests/e2e
 
 demo: setup
 	$(PY) -m tests.lab demo

@@ -14,6 +14,7 @@ refusals, so a Docker that changes either rule fails it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -196,9 +197,26 @@ def engine_netns_dir(dc: DockerCleanup, image: str) -> str:
     return str(Path(key.strip()).parent)
 
 
-def build_plugin_dir(arch: str, out: Path) -> Path:
-    """scripts/build-plugin.sh --no-create --out OUT: OUT/<version>-linux-<arch>/ (the
-    Debian base and wheels are cached in build/plugin/cache, shared with `make plugin`)."""
+_BUILT: dict[str, Path] = {}
+"""One build per architecture and test session: the tests that need the plugin folder
+copy it (`variant`) and never change it."""
+
+
+def build_plugin_dir(arch: str) -> Path:
+    """scripts/build-plugin.sh --no-create: <folder>/<version>-linux-<arch>/ (the Debian
+    base and wheels are cached in build/plugin/cache, shared with `make plugin`). Built
+    once per session into a folder removed when the session ends."""
+    cached = _BUILT.get(arch)
+    if cached is not None and (cached / "config.json").is_file():
+        return cached
+    out = Path(tempfile.mkdtemp(prefix="net-dhcp-plugin-build-"))
+    atexit.register(shutil.rmtree, out, True)
+    built = _build_plugin_dir(arch, out)
+    _BUILT[arch] = built
+    return built
+
+
+def _build_plugin_dir(arch: str, out: Path) -> Path:
     res = subprocess.run(["bash", str(BUILD_SCRIPT), "--no-create", "--out", str(out), arch],
                          cwd=REPO_ROOT, capture_output=True, text=True,
                          timeout=BUILD_TIMEOUT_S, check=False)
@@ -259,7 +277,7 @@ def test_managed_plugin_from_a_registry_upgraded_in_use(
 
     problems: list[str] = []
     try:
-        built = build_plugin_dir(arch, work / "build")
+        built = build_plugin_dir(arch)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

@@ -80,7 +80,7 @@ def test_managed_plugin_metrics_addr_setting(
 
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, work, True)
-        built = build_plugin_dir(arch, work / "build")
+        built = build_plugin_dir(arch)
         netns_dir = engine_netns_dir(dc, image)
         stack.callback(remove_plugin)
         dc.docker("plugin", "create", ref,
