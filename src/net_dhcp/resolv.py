@@ -7,9 +7,10 @@ not the plugin's), at /proc/<pid>/root/etc/resolv.conf, every path component ope
 without following symbolic links: a link the container made must not lead the write out
 of it (to the host's /etc/resolv.conf, say). The /proc/<pid> directory is held open and
 checked again before each write, so a process that exits does not hand the write to a host
-process that gets its PID; the file must be a regular one (opened non-blocking). Docker bind-mounts its own per-container copy
-there, so the file is rewritten in place (a rename cannot replace a mount point), and
-Docker then leaves it alone (it sees the user changed it).
+process that gets its PID; the file must be a regular one (opened non-blocking).
+Docker bind-mounts its own per-container copy there, so the file is rewritten in place (a
+rename cannot replace a mount point), and Docker then leaves it alone (it sees the user
+changed it).
 """
 
 from __future__ import annotations
