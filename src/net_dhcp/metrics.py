@@ -207,48 +207,36 @@ def failed(family: str, stats: object | None = None, origin: str = CREATE) -> No
         _broken("a failure")
 
 
-def extended(family: str, *, rebind: bool) -> None:
-    """A lease extended: renewed by its server, or rebound by any."""
+def _count(family: str, counter: Callable[[Metrics], Counter], what: str) -> None:
+    """One more of a family-labelled counter (`counter` picks it), as the hooks do."""
     m = _active
     if m is None:
         return
     try:
-        (m.rebinds if rebind else m.renewals).labels(_family(family)).inc()
+        counter(m).labels(_family(family)).inc()
     except Exception:  # noqa: BLE001 - never let a count break a lease
-        _broken("a renewal")
+        _broken(what)
+
+
+def extended(family: str, *, rebind: bool) -> None:
+    """A lease extended: renewed by its server, or rebound by any."""
+    _count(family, (lambda m: m.rebinds) if rebind else (lambda m: m.renewals),
+           "a renewal")
 
 
 def refused(family: str) -> None:
     """A server refused a running container's lease (DHCPNAK; DHCPv6 NoBinding...)."""
-    m = _active
-    if m is None:
-        return
-    try:
-        m.naks.labels(_family(family)).inc()
-    except Exception:  # noqa: BLE001 - never let a count break a lease
-        _broken("a NAK")
+    _count(family, lambda m: m.naks, "a NAK")
 
 
 def released(family: str) -> None:
     """A lease given back (DHCPRELEASE or DHCPv6 Release sent)."""
-    m = _active
-    if m is None:
-        return
-    try:
-        m.releases.labels(_family(family)).inc()
-    except Exception:  # noqa: BLE001 - never let a count break a lease
-        _broken("a release")
+    _count(family, lambda m: m.releases, "a release")
 
 
 def keeper_restarted(family: str) -> None:
     """A keeper step failed and is retried after a backoff."""
-    m = _active
-    if m is None:
-        return
-    try:
-        m.keeper_restarts.labels(_family(family)).inc()
-    except Exception:  # noqa: BLE001 - never let a count break a lease
-        _broken("a keeper restart")
+    _count(family, lambda m: m.keeper_restarts, "a keeper restart")
 
 
 def exposition(m: Metrics) -> tuple[bytes, str]:
