@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import managed, metrics_server
+from . import managed, metrics_server, unix_site
 from .api import make_app
 from .dhcp4.timing import Timing
 from .driver import Driver
@@ -273,13 +273,7 @@ async def start(settings: Settings) -> Running:
         raise
     running = Running(store, driver, reconciler, runner, settings.socket, adoption)
     try:
-        site = web.UnixSite(runner, str(settings.socket))
-        old_umask = os.umask(0o177)
-        try:
-            await site.start()
-        finally:
-            os.umask(old_umask)
-        os.chmod(settings.socket, 0o600)
+        await unix_site.start_private(runner, settings.socket)
         LOG.info("listening on %s (state in %s)", settings.socket, store.path)
         listening.set()
         if settings.metrics is not None:

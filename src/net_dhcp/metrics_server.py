@@ -20,14 +20,13 @@ import contextlib
 import errno
 import ipaddress
 import logging
-import os
 import socket
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import metrics
+from . import metrics, unix_site
 from .errors import NetDhcpError
 
 if TYPE_CHECKING:
@@ -161,7 +160,6 @@ async def start(address: Address, source: metrics.LeaseCounts | None) -> Metrics
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        site: web.BaseSite
         if address.path is not None:
             try:
                 address.path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,13 +167,7 @@ async def start(address: Address, source: metrics.LeaseCounts | None) -> Metrics
                 raise NetDhcpError(f"metrics: cannot make {address.path.parent}: "
                                    f"{err.strerror}") from None
             _free_unix_path(address.path)
-            site = web.UnixSite(runner, str(address.path))
-            old_umask = os.umask(0o177)
-            try:
-                await site.start()
-            finally:
-                os.umask(old_umask)
-            os.chmod(address.path, 0o600)
+            await unix_site.start_private(runner, address.path)
             shown = f"unix:{address.path}"
         else:
             site = web.TCPSite(runner, address.host or None, address.port,
