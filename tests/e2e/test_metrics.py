@@ -30,8 +30,11 @@ class _UnixHTTP(http.client.HTTPConnection):
         self.sock.connect(str(self._path))
 
 
-def scrape(path: Path) -> Samples:
-    conn = _UnixHTTP(path)
+def scrape(where: Path | int) -> Samples:
+    """GET /metrics from a unix socket (a path) or 127.0.0.1:<port>; the samples by name
+    and labels."""
+    conn = (_UnixHTTP(where) if isinstance(where, Path)
+            else http.client.HTTPConnection("127.0.0.1", where, timeout=5))
     try:
         conn.request("GET", "/metrics")
         resp = conn.getresponse()
@@ -51,9 +54,9 @@ def get(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def answers(path: Path) -> bool:
+def answers(where: Path | int) -> bool:
     try:
-        scrape(path)
+        scrape(where)
     except OSError:
         return False
     return True

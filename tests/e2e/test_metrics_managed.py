@@ -6,7 +6,6 @@ move its counters. Without the setting the plugin listens on no port."""
 from __future__ import annotations
 
 import contextlib
-import http.client
 import platform
 import secrets
 import shutil
@@ -14,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import DockerCleanup, LanFactory
 from tests.e2e.test_managed_plugin import (
@@ -26,37 +24,8 @@ from tests.e2e.test_managed_plugin import (
     variant,
     version,
 )
+from tests.e2e.test_metrics import answers, get, scrape
 from tests.lab import DockerdHandle, LabError, wait_until
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def scrape(port: int) -> Samples:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", "/metrics")
-        resp = conn.getresponse()
-        body = resp.read().decode()
-        assert resp.status == 200, body
-    finally:
-        conn.close()
-    out: Samples = {}
-    for fam in text_string_to_metric_families(body):
-        for s in fam.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def get(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def answers(port: int) -> bool:
-    try:
-        scrape(port)
-    except OSError:
-        return False
-    return True
 
 
 def test_managed_plugin_metrics_addr_setting(
