@@ -186,6 +186,9 @@ def test_the_options_survive_a_plugin_crash(rig: Rig) -> None:
     lab.wait_for_log(rf"DHCPACK\(\S+\) {re.escape(ip)} {re.escape(c.mac.lower())}",
                      timeout=15, since=renewed_at)
     assert f"vendor class: {VENDOR}" in lab.log(renewed_at)
+    # dnsmasq rewrites its lease file in place (truncate, then write): a read can fall
+    # between the two, so the line is waited for.
+    wait_until(lambda: lease_line(lab, c.mac) is not None, 10, "the lease in dnsmasq's file")
     line = lease_line(lab, c.mac)
     assert line is not None
     assert line[4] == hex_of(b"\x00nd-" + c.mac.lower().encode())
