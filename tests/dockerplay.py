@@ -104,7 +104,8 @@ class PlayedDocker:
         reply = self.call("CreateEndpoint", {**c.ids(), "Interface": {"MacAddress": mac or ""},
                                              "Options": dict(options or {})})
         iface = reply["Interface"]
-        c.address, c.mac = iface["Address"], mac or iface["MacAddress"]
+        # No MacAddress from a plugin that keeps the MAC it has (ipvlan: the parent's).
+        c.address, c.mac = iface["Address"], mac or iface.get("MacAddress", "")
         c.address6 = iface.get("AddressIPv6", "")
         return c
 

@@ -19,8 +19,17 @@ _FALSE = {"false", "0", "no", "off", ""}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
+MODES = ("bridge", "macvlan", "ipvlan")
+"""How containers reach the LAN: a veth on a host bridge, or a macvlan (bridge submode) or
+ipvlan (L2) link on a parent interface (attach/)."""
+PARENT_MODES = ("macvlan", "ipvlan")
+
 NETWORK_OPTIONS = {
-    "bridge": "name of an existing Linux bridge on the LAN (required)",
+    "mode": "how containers attach to the LAN: bridge (default: a veth on -o bridge), "
+            "macvlan or ipvlan (a link on -o parent; no host bridge needed)",
+    "bridge": "name of an existing Linux bridge on the LAN (required in bridge mode)",
+    "parent": "the LAN interface (e.g. eth0) that macvlan/ipvlan links are made on "
+              "(required with mode=macvlan or mode=ipvlan)",
     "ipv6": "also get an IPv6 address by DHCPv6, and the default route from the router's "
             "advertisements (true/false; Docker 28+: --ipv6 does the same)",
     "lease_timeout": "how long to wait for a lease, e.g. 10s, 1m (default 10s)",
@@ -145,6 +154,30 @@ def parse_gateway(value: object) -> str | None:
     return str(ip)
 
 
+_IFNAME_MAX = 15  # IFNAMSIZ - 1
+
+
+def parse_mode(value: object) -> str:
+    """The `mode` option: bridge (default), macvlan or ipvlan (any case)."""
+    text = str(value if value is not None else "").strip().lower() or "bridge"
+    if text not in MODES:
+        raise OptionError(
+            f"option mode={str(value)[:80]!r} is not valid: use mode=bridge (a veth on a host "
+            "bridge, the default), mode=macvlan or mode=ipvlan (a link on -o parent=<your LAN "
+            "interface>)")
+    return text
+
+
+def check_ifname(option: str, name: str) -> str:
+    """An interface name the kernel could have; OptionError otherwise."""
+    if (len(name) > _IFNAME_MAX or name in (".", "..")
+            or any(c in "/:" or c.isspace() or ord(c) < 0x21 or ord(c) > 0x7E for c in name)):
+        raise OptionError(
+            f"option {option}={name[:80]!r} is not an interface name: use the name shown by "
+            f"ip link (at most {_IFNAME_MAX} characters, no spaces, '/' or ':')")
+    return name
+
+
 def _valid_list(known: dict[str, str]) -> str:
     return "; ".join(f"{k}: {v}" for k, v in known.items())
 
@@ -153,7 +186,8 @@ def _valid_list(known: dict[str, str]) -> str:
 class NetworkOptions:
     """The options of one net-dhcp network, as given to `docker network create -o`."""
 
-    bridge: str
+    bridge: str = ""
+    """The LAN bridge (bridge mode); empty in the other modes."""
     ipv6: bool = False
     lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S
     ignore_conflicts: bool = False
@@ -167,6 +201,15 @@ class NetworkOptions:
     """The `gateway` option (a checked IPv4 address), or None: the lease's router."""
     propagate_mtu: bool = False
     propagate_dns: bool = False
+    mode: str = "bridge"
+    """bridge, macvlan or ipvlan (MODES); state written before modes existed is bridge."""
+    parent: str = ""
+    """The parent interface (macvlan and ipvlan modes); empty in bridge mode."""
+
+    @property
+    def lan(self) -> str:
+        """The host interface the network reaches its LAN through: the bridge or the parent."""
+        return self.parent if self.mode in PARENT_MODES else self.bridge
 
     @property
     def gateway_ip(self) -> IPv4Address | None:
@@ -182,14 +225,37 @@ class NetworkOptions:
                 f"unknown option(s) {', '.join(unknown)}; valid options are: "
                 f"{_valid_list(NETWORK_OPTIONS)}"
             )
+        mode = parse_mode(generic.get("mode"))
         bridge = str(generic.get("bridge", "")).strip()
-        if not bridge:
-            raise OptionError(
-                "option bridge is required: create the network with -o bridge=<name of an "
-                "existing Linux bridge on your LAN>"
-            )
+        parent = str(generic.get("parent", "")).strip()
+        if mode in PARENT_MODES:
+            if bridge:
+                raise OptionError(
+                    f"option bridge is for mode=bridge: with mode={mode} the containers' "
+                    f"links are made on -o parent=<your LAN interface> and no host bridge is "
+                    f"needed. Drop -o bridge={bridge[:80]}, or drop -o mode={mode}")
+            if not parent:
+                raise OptionError(
+                    f"option parent is required with mode={mode}: create the network with "
+                    f"-o parent=<your LAN interface, e.g. eth0> (see ip link)")
+            check_ifname("parent", parent)
+        else:
+            if parent:
+                raise OptionError(
+                    "option parent is for mode=macvlan or mode=ipvlan: in bridge mode the "
+                    "containers join -o bridge=<bridge>. Drop -o parent, or add -o "
+                    "mode=macvlan (or ipvlan) to attach the containers to "
+                    f"{parent[:80]} directly")
+            if not bridge:
+                raise OptionError(
+                    "option bridge is required: create the network with -o bridge=<name of "
+                    "an existing Linux bridge on your LAN> (or -o mode=macvlan -o "
+                    "parent=<your LAN interface> for no bridge at all)"
+                )
         return cls(
             bridge=bridge,
+            mode=mode,
+            parent=parent,
             ipv6=parse_bool("ipv6", generic.get("ipv6", enable_ipv6)),
             lease_timeout_s=parse_duration(
                 "lease_timeout", generic.get("lease_timeout", f"{DEFAULT_LEASE_TIMEOUT_S}s")

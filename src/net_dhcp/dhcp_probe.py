@@ -12,6 +12,10 @@ of the probe; both ends have IPv6 off, so the probe sends nothing else. The clie
 MAC (the DISCOVER's chaddr) begins with 06:, which no container MAC the plugin generates
 (02:) or Docker generates (02:42:) begins with, so a probe never speaks for a container.
 
+On a parent (macvlan and ipvlan modes) the probe is one link of that kind on the parent,
+named `ndp<hex>c`, with IPv6 off; for ipvlan its chaddr is the parent's MAC, and its client
+identifier is made from a fresh 06: MAC, so the server takes it for no one else.
+
 Used by `doctor` and by the network option validate_dhcp (validate.py).
 """
 
@@ -30,6 +34,7 @@ from typing import Any
 from . import netlink
 from .dhcp4 import codec
 from .dhcp4.sockets import DhcpSocket, open_dhcp_socket
+from .errors import NetlinkError, OptionError
 
 LOG = logging.getLogger(__name__)
 
@@ -135,11 +140,12 @@ def _judge(msg: codec.DhcpMessage, xid: int) -> tuple[IPv4Address, IPv4Address] 
     return server, msg.yiaddr
 
 
-async def _discover(sock: DhcpSocket, result: ProbeResult, deadline: float) -> None:
+async def _discover(sock: DhcpSocket, result: ProbeResult, deadline: float,
+                    identity: bytes) -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
     xid = int.from_bytes(os.urandom(4), "big")
-    msg = codec.discover(xid=xid, chaddr=sock.mac, client_id=codec.client_id_for_mac(sock.mac))
+    msg = codec.discover(xid=xid, chaddr=sock.mac, client_id=codec.client_id_for_mac(identity))
     servers: set[IPv4Address] = set()
     waits = list(RETRY_S)
     next_send = loop.time()
@@ -170,23 +176,35 @@ async def _discover(sock: DhcpSocket, result: ProbeResult, deadline: float) -> N
     result.waited_s = round(loop.time() - started, 3)
 
 
-async def probe(bridge: str, timeout_s: float) -> ProbeResult:
-    """DISCOVER on `bridge` for up to `timeout_s` (see the module docstring). OSError if
-    the probe port cannot be made (not root, the bridge vanished)."""
+async def probe(bridge: str, timeout_s: float, *, kind: str = "bridge") -> ProbeResult:
+    """DISCOVER on `bridge` for up to `timeout_s` (see the module docstring); with `kind`
+    macvlan or ipvlan, `bridge` is a parent and the probe a link of that kind on it.
+    OSError if the probe port cannot be made (not root, the bridge vanished)."""
     host_if, client_if = names()
+    if kind != "bridge":
+        host_if = client_if  # one link, no port on a bridge
     result = ProbeResult(port=host_if)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     client_mac = _mac(CLIENT_OCTET)
     sock: DhcpSocket | None = None
     try:
-        await asyncio.to_thread(_create, bridge, host_if, client_if, client_mac)
-        result.forwarding = await _wait_forwarding(host_if, deadline)
-        if not result.forwarding:
-            return result
+        if kind == "bridge":
+            await asyncio.to_thread(_create, bridge, host_if, client_if, client_mac)
+            result.forwarding = await _wait_forwarding(host_if, deadline)
+            if not result.forwarding:
+                return result
+        else:
+            try:
+                await netlink.create_sublink(client_if, bridge, kind,
+                                             codec.mac_to_str(client_mac),
+                                             replace_leftover=False, quiet=True)
+            except (NetlinkError, OptionError) as err:
+                raise OSError(str(err)) from err
+            await netlink.set_up(client_if)  # waits until it can send
         sock = await asyncio.to_thread(open_dhcp_socket, client_if, with_sink=False)
         sock.start()
-        await _discover(sock, result, deadline)
+        await _discover(sock, result, deadline, client_mac)
         return result
     finally:
         if sock is not None:

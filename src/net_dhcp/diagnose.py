@@ -55,9 +55,15 @@ def _bridge_accepted(bridge: str, rules: list[str]) -> bool:
     return False
 
 
-async def explain_no_lease(bridge: str, timeout_s: float, stats: AcquireStats) -> str:
-    """A message naming the likely causes of a missing lease and how to fix each."""
-    head = f"no DHCP lease within {timeout_s:g}s on bridge {bridge}"
+def _where(lan: str, kind: str) -> str:
+    return f"bridge {lan}" if kind == "bridge" else f"parent {lan} ({kind})"
+
+
+async def explain_no_lease(bridge: str, timeout_s: float, stats: AcquireStats, *,
+                           kind: str = "bridge") -> str:
+    """A message naming the likely causes of a missing lease and how to fix each; `bridge`
+    is the network's LAN interface, a parent when `kind` is macvlan or ipvlan."""
+    head = f"no DHCP lease within {timeout_s:g}s on {_where(bridge, kind)}"
     if stats.declined:
         addrs = ", ".join(str(a) for a in stats.declined)
         return (f"{head}: every address offered ({addrs}) is already used by another host on "
@@ -73,7 +79,9 @@ async def explain_no_lease(bridge: str, timeout_s: float, stats: AcquireStats) -
                 "(is it still running?), or it ping-checks the address before it answers: "
                 "then raise the network's -o lease_timeout (e.g. lease_timeout=30s).")
     causes: list[str] = []
-    if _bridge_netfilter_on():
+    if kind != "bridge":
+        causes += _parent_causes(bridge, kind)
+    elif _bridge_netfilter_on():
         policy, rules = await forward_policy()
         if policy == "DROP" and not _bridge_accepted(bridge, rules):
             causes.append(
@@ -82,10 +90,11 @@ async def explain_no_lease(bridge: str, timeout_s: float, stats: AcquireStats) -
                 "(Docker sets it), so DHCP across the bridge is discarded. Fix: "
                 f"iptables -I FORWARD -i {bridge} -o {bridge} -j ACCEPT"
             )
-    causes.append(
-        f"no DHCP server answered on {bridge}: check that the bridge holds your LAN interface "
-        f"(ip link show master {bridge}) and that a DHCP server serves that LAN"
-    )
+    if kind == "bridge":
+        causes.append(
+            f"no DHCP server answered on {bridge}: check that the bridge holds your LAN "
+            f"interface (ip link show master {bridge}) and that a DHCP server serves that LAN"
+        )
     causes.append(
         "a server that ping-checks new addresses (dnsmasq does by default, about 3s) may need "
         f"a longer lease_timeout than {timeout_s:g}s: recreate the network with e.g. "
@@ -95,9 +104,31 @@ async def explain_no_lease(bridge: str, timeout_s: float, stats: AcquireStats) -
         "; ".join(f"({i}) {c}" for i, c in enumerate(causes, 1))
 
 
-def explain_no_lease6(bridge: str, timeout_s: float, stats: Acquire6Stats) -> str:
+def _parent_causes(parent: str, kind: str) -> list[str]:
+    """What usually eats DHCP for macvlan/ipvlan links on a parent."""
+    causes = [f"no DHCP server answered through {parent}: check that {parent} is the "
+              "interface on your LAN (ip -br addr) and that a DHCP server serves that LAN"]
+    if kind == "macvlan":
+        causes.append(
+            f"the LAN drops frames from MACs other than {parent}'s own: a Wi-Fi parent (an "
+            "access point takes only its client's MAC) or a switch port with MAC limits "
+            "(port security). Fix: use -o mode=ipvlan (one MAC for all containers), or allow "
+            "more MACs on that port")
+    else:
+        causes.append(
+            "the DHCP server does not answer ipvlan containers: they all share the parent's "
+            "MAC and are told apart by their client identifier (option 61) only, and the "
+            "answer must be broadcast (they ask for it). A server that keys leases by MAC "
+            "alone gives them one address. Fix: use -o mode=macvlan, or a server that keys "
+            "by client identifier (dnsmasq, Kea)")
+    return causes
+
+
+def explain_no_lease6(bridge: str, timeout_s: float, stats: Acquire6Stats, *,
+                      kind: str = "bridge") -> str:
     """The message for a network with -o ipv6=true whose DHCPv6 server did not answer."""
-    head = (f"no DHCPv6 lease within {timeout_s:g}s on bridge {bridge} (the network asks for "
+    head = (f"no DHCPv6 lease within {timeout_s:g}s on {_where(bridge, kind)} (the network "
+            "asks for "
             f"IPv6 with ipv6=true): {stats.summary()}")
     if stats.declined:
         return (f"{head}. Every address offered is already used by another host on the LAN "
@@ -108,5 +139,6 @@ def explain_no_lease6(bridge: str, timeout_s: float, stats: Acquire6Stats) -> st
                 "check the size of its IPv6 range and that it serves this link.")
     return (f"{head}. Check that a DHCPv6 server serves this LAN (dnsmasq: "
             "--dhcp-range=<prefix>::100,<prefix>::1ff,64 with --enable-ra; Kea: a subnet6 "
-            "with a pool) and that ip6tables lets UDP 546/547 across the bridge, or create "
+            "with a pool) and that ip6tables lets UDP 546/547 "
+            f"{'across the bridge' if kind == 'bridge' else 'through'}, or create "
             "the network without -o ipv6=true for IPv4 only.")

@@ -1,9 +1,10 @@
 """The network driver's use cases: networks, endpoints, join, leave. Orchestration only.
 
 Requests arrive typed and validated (requests.py); state lives in registry.py, leases are
-kept and released by leases.py, the veth by attach/veth.py, work inside a container's
-namespace by sandbox.py. Nothing here calls the Docker API: what Docker knows reaches us
-through the background `Reconciler` (reconcile.py).
+kept and released by leases.py, the container's interface by attach/ (a veth on a bridge,
+or a macvlan or ipvlan link on a parent: chosen by attach/choose.py from the network's
+mode), work inside a container's namespace by sandbox.py. Nothing here calls the Docker
+API: what Docker knows reaches us through the background `Reconciler` (reconcile.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
@@ -20,7 +22,8 @@ from typing import Any
 
 from . import metrics, netlink, sandbox, validate
 from .acd import probe as acd
-from .attach import veth
+from .attach import choose
+from .attach.base import Attachment
 from .config import EndpointOptions, NetworkOptions
 from .dhcp4 import codec
 from .dhcp4.client import AcquireStats, acquire
@@ -144,16 +147,23 @@ class Driver:
         REQUEST for the address the container has; for IPv6, a Rebind), and the server's
         reply restores the real lease. Until then the address is kept for RECOVERED_LEASE_S.
         """
-        host_if, cont_if = veth.names(endpoint_id)
-        if not mac or not address or not await netlink.link_exists(host_if):
+        net = self.registry.networks.get(network_id)
+        if net is None:
+            return None
+        att = choose.attachment(net.options)
+        host_if, cont_if = att.names(endpoint_id)
+        if att.shares_mac:
+            mac = generated_mac(endpoint_id)  # Docker shows none: see create_endpoint
+        where = sandbox.local_path(sandbox_key, self.netns_dir)
+        if not mac or not address or not await att.present(host_if, cont_if, where,
+                                                            att.link_mac(mac.lower())):
             return None
         lease = Lease(address=IPv4Interface(address), server_id=UNKNOWN_SERVER, server_mac=b"",
                       gateway=None, routes=(), dns=(), domain=None,
                       lease_time_s=RECOVERED_LEASE_S, t1_s=0.0, t2_s=0.0,
                       obtained_at=time.time())
         ep = Endpoint(id=endpoint_id, network_id=network_id, host_if=host_if, cont_if=cont_if,
-                      mac=mac.lower(), options=EndpointOptions(), lease=lease,
-                      sandbox=sandbox.local_path(sandbox_key, self.netns_dir),
+                      mac=mac.lower(), options=EndpointOptions(), lease=lease, sandbox=where,
                       lease6=_recovered6(mac, address6))
         self.registry.add_endpoint(ep)
         await self.leases.start(ep)
@@ -182,26 +192,37 @@ class Driver:
                 "container an IPv4 lease, and with -o ipv6=true an IPv6 one too. Create the "
                 "network without --ipv4=false")
         opts = NetworkOptions.from_generic(req.generic, enable_ipv6=req.enable_ipv6)
-        bridge = await netlink.bridge_info(opts.bridge, with_routes=False)
+        att = choose.attachment(opts)
+        bridge = await att.check()
+        word = att.lan_word
         if not opts.ignore_conflicts:
+            # One network per LAN interface, whatever the modes: two networks there would
+            # be one LAN to the DHCP server, with two plugins' views of its clients.
             for other in self.registry.networks.values():
-                if other.id != req.network_id and other.options.bridge == opts.bridge:
+                if other.id != req.network_id and other.options.lan == opts.lan:
+                    mode = "" if other.options.mode == opts.mode == "bridge" else (
+                        f" (mode {other.options.mode})")
                     raise OptionError(
-                        f"bridge {opts.bridge} is already used by net-dhcp network "
-                        f"{other.id[:12]}: use that network, or add -o ignore_conflicts=true"
+                        f"{word} {opts.lan} is already used by net-dhcp network "
+                        f"{other.id[:12]}{mode}: use that network, or add -o "
+                        "ignore_conflicts=true"
                     )
             for name, pool in self.docker_pools:
                 for addr in bridge.addresses:
                     if addr.network.overlaps(pool):
                         raise OptionError(
-                            f"bridge {opts.bridge} ({addr}) overlaps Docker network {name} "
+                            f"{word} {opts.lan} ({addr}) overlaps Docker network {name} "
                             f"({pool}): containers there would clash with the LAN; remove "
                             "that network or add -o ignore_conflicts=true"
                         )
+        if opts.mode != "bridge":
+            await self._check_kind(att)
         if opts.validate_dhcp:  # a DISCOVER from a throwaway port; not on recover_network
             await validate.validate(opts)
         self.registry.add_network(req.network_id, opts)
-        LOG.info("network %s created on bridge %s (%s)", req.network_id[:12], opts.bridge, opts)
+        LOG.info("network %s created on %s (%s)", req.network_id[:12], att.where(), opts)
+        if opts.mode != "bridge":
+            return {}
         if await asyncio.to_thread(netlink.bridge_mac_is_fixed, opts.bridge) is False:
             # docker-net-dhcp #27: a bridge takes its MAC from its ports, so it can change
             # as container veths come and go, and the host loses its own lease and ARP.
@@ -209,6 +230,16 @@ class Driver:
                         "come and go and cut the host off the LAN. Fix: ip link set %s "
                         "address <the MAC of your LAN interface>", opts.bridge, opts.bridge)
         return {}
+
+    async def _check_kind(self, att: Attachment) -> None:
+        """Refuse a mode this kernel lacks at create (OptionError), not at the first start:
+        a throwaway link of the kind on the parent, deleted at once."""
+        name = f"ndk{secrets.token_hex(3)}"
+        try:
+            await netlink.create_sublink(name, att.lan, att.kind, None, replace_leftover=False,
+                                         quiet=True)
+        finally:
+            await netlink.delete_link(name)
 
     async def delete_network(self, req: NetworkRequest) -> dict[str, Any]:
         """Tear down endpoints Docker left behind, then forget the network; idempotent."""
@@ -227,10 +258,24 @@ class Driver:
         time when the network asks for it), persist, reply with them."""
         net = self.registry.network(req.network_id)
         ep_opts = EndpointOptions.from_request(req.options)
+        att = choose.attachment(net.options)
+        if req.mac and att.shares_mac:
+            raise OptionError(
+                f"network {net.id[:12]} is in ipvlan mode: every container's interface has "
+                f"the MAC of parent {net.options.parent}, which cannot be changed, so "
+                f"--mac-address {req.mac} cannot be applied. Drop --mac-address (the DHCP "
+                "server tells ipvlan containers apart by their client identifier), or use a "
+                "network with -o mode=macvlan for a MAC of its own per container")
         mac = req.mac or generated_mac(req.endpoint_id)
-        host_if, cont_if = veth.names(req.endpoint_id)
+        host_if, cont_if = att.names(req.endpoint_id)
         # Work owed to an earlier call for this ID (a DeleteEndpoint's veth deletion) first.
         await self.teardowns.wait([req.endpoint_id])
+        if att.unique_macs:
+            # macvlan: a link with this MAC still on the parent (the old endpoint of a
+            # `docker restart` with --mac-address, deleted right after DeleteEndpoint's
+            # reply) would make the new one fail with "address already in use".
+            await self.teardowns.wait(e.id for e in self.registry.endpoints.values()
+                                      if e.mac == mac.lower())
         # One call at a time per endpoint ID: a DeleteEndpoint for it that is removing a
         # leftover pair finishes before this one creates the new pair.
         async with (self._one_client(net, req.endpoint_id),
@@ -238,17 +283,17 @@ class Driver:
             with self.registry.creating(req.endpoint_id, host_if):
                 clock = _Stopwatch()
                 # What Join will need from the bridge (its routes), fetched meanwhile.
-                routes = asyncio.create_task(netlink.bridge_info(net.options.bridge),
+                routes = asyncio.create_task(att.info(),
                                              name=f"bridge-info:{req.endpoint_id[:12]}")
                 try:
-                    await veth.create(req.endpoint_id, net.options.bridge, mac,
-                                      ipv6=net.options.ipv6)
+                    link_mac = await att.create(req.endpoint_id, mac, ipv6=net.options.ipv6)
                 except BaseException:
                     await _cancelled(routes)
                     raise
                 clock.add("veth", clock.since(clock.start))
                 ep = Endpoint(id=req.endpoint_id, network_id=net.id, host_if=host_if,
                               cont_if=cont_if, mac=mac, options=ep_opts, lease=None)
+                ep.link_mac = link_mac if link_mac != mac.lower() else None
                 try:
                     await self._acquire_all(net, ep, clock)
                     if net.id not in self.registry.networks:
@@ -260,7 +305,7 @@ class Driver:
                     if ep.lease is not None or ep.lease6 is not None:
                         # Nothing remembers these leases: give them back before the veth goes.
                         await self.leases.release_all(ep)
-                    await veth.remove(host_if, cont_if, f"endpoint {req.endpoint_id[:12]}")
+                    await att.remove(host_if, cont_if, f"endpoint {req.endpoint_id[:12]}")
                     raise
                 ep.bridge_info = routes
         LOG.info("endpoint %s: CreateEndpoint %s", ep.id[:12], clock)
@@ -276,7 +321,9 @@ class Driver:
                      ep.lease6.interface, mac, ep.lease6.valid_s, ep.lease6.router or "none")
             if not req.address_ipv6:
                 out["AddressIPv6"] = str(ep.lease6.interface)
-        if not req.mac:
+        if not req.mac and not att.shares_mac:
+            # ipvlan: Docker would set this MAC on the link at Join, which the kernel
+            # refuses; the link keeps the parent's.
             out["MacAddress"] = mac
         return {"Interface": out}
 
@@ -319,12 +366,13 @@ class Driver:
             mtu = wanted_mtu(net.options, ep.lease)
             if mtu is not None:
                 # Both ends, before the reply: Docker moves the container end as it is.
-                await netlink.set_mtu((ep.host_if, ep.cont_if), mtu)
+                await netlink.set_mtu(choose.attachment(net.options).mtu_names(
+                    ep.host_if, ep.cont_if), mtu)
                 LOG.info("endpoint %s: MTU %d from the lease (option 26%s)", ep.id[:12], mtu,
                          "" if mtu == ep.lease.mtu else f" {ep.lease.mtu}, clamped")
 
         async def v6() -> None:
-            ep.lease6 = await self._acquire6(net, ep.cont_if, hostname)
+            ep.lease6 = await self._acquire6(net, ep.cont_if, ep.mac, hostname)
             metrics.acquired("6", clock.since(start))
             clock.add("DHCPv6", clock.since(start))
 
@@ -351,18 +399,23 @@ class Driver:
                                  timing=self.timing, stats=stats)
         except LeaseError as err:
             metrics.failed("4", stats)
-            raise LeaseError(await explain_no_lease(net.options.bridge,
-                                                    net.options.lease_timeout_s, stats)) from err
+            att = choose.attachment(net.options)
+            raise LeaseError(await explain_no_lease(net.options.lan,
+                                                    net.options.lease_timeout_s, stats,
+                                                    kind=att.kind)) from err
         finally:
             sock.close(soon=True)
             metrics.exchanged("4", stats)
 
-    async def _acquire6(self, net: Network, ifname: str, hostname: str | None) -> Lease6:
-        """DHCPv6 (and the router's advertisement, at the same time) on `ifname`."""
+    async def _acquire6(self, net: Network, ifname: str, mac: str,
+                        hostname: str | None) -> Lease6:
+        """DHCPv6 (and the router's advertisement, at the same time) on `ifname`, as the
+        client whose DUID and IAID come from the endpoint's MAC `mac` (not the interface's:
+        on ipvlan every container's interface has the parent's)."""
         timeout = net.options.lease_timeout_s
         stats = Acquire6Stats()
         sock = await asyncio.to_thread(open_dhcp6_socket, ifname)
-        sock.client_id = client_duid(net.options, sock.client_id)
+        sock.client_id = client_duid(net.options, codec6.duid_ll(codec.mac_from_str(mac)))
         rs_sent = asyncio.Event()
         ra_task = asyncio.create_task(router.solicit(ifname, None, timeout, rs_sent),
                                       name=f"ra:{ifname}")
@@ -378,12 +431,13 @@ class Driver:
                 return await dad.in_use6(ifname, None, ip)
 
             try:
-                lease = await acquire6(sock, iaid=codec6.iaid_for_mac(sock.mac),
+                lease = await acquire6(sock, iaid=codec6.iaid_for_mac(codec.mac_from_str(mac)),
                                        hostname=hostname, timeout_s=timeout, stats=stats,
                                        probe=None if net.options.ignore_conflicts else probe)
             except LeaseError as err:
                 metrics.failed("6", stats)
-                raise LeaseError(explain_no_lease6(net.options.bridge, timeout, stats)) from err
+                raise LeaseError(explain_no_lease6(net.options.lan, timeout, stats,
+                                                   kind=net.options.mode)) from err
             ra = await router.wait(ra_task, RA_WAIT_S)
         finally:
             sock.close()
@@ -464,7 +518,7 @@ class Driver:
             except Exception as err:  # noqa: BLE001 - look again, and fail (clearly) then
                 LOG.debug("endpoint %s: bridge look-up during CreateEndpoint failed (%s); "
                           "again", ep.id[:12], err)
-        return await netlink.bridge_info(net.options.bridge)
+        return await choose.attachment(net.options).info()
 
     async def leave(self, req: EndpointRequest) -> dict[str, Any]:
         """Record the Leave and release the leases through the running keepers (a send
@@ -494,11 +548,15 @@ class Driver:
         if ep is None:
             # Unknown or already deleted: still make sure no veth of ours is left, unless
             # the names belong to an endpoint that is live or being created.
-            host_if, cont_if = veth.names(req.endpoint_id)
+            net = self.registry.networks.get(req.network_id)
+            modes = ([choose.attachment(net.options)] if net is not None
+                     else [mode("") for mode in choose.all_modes()])
             async with self._ids.hold(req.endpoint_id):
                 owned = {e.host_if for e in self.registry.endpoints.values()}
-                if host_if not in owned | self.registry.being_created():
-                    await veth.remove(host_if, cont_if, f"endpoint {req.endpoint_id[:12]}")
+                for att in modes:
+                    host_if, cont_if = att.names(req.endpoint_id)
+                    if host_if not in owned | self.registry.being_created():
+                        await att.remove(host_if, cont_if, f"endpoint {req.endpoint_id[:12]}")
             return {}
         # Answer now; release (if Leave did not), delete the veth and forget the endpoint
         # right after. Until then it stays in the state file, so a crash loses nothing.
@@ -513,9 +571,20 @@ class Driver:
                 await _cancelled(ep.bridge_info)
                 ep.bridge_info = None
             await self.leases.stop(ep, release=release)
-            await veth.remove(ep.host_if, ep.cont_if, f"endpoint {ep.id[:12]}")
+            await self.attachment_of(ep).remove(ep.host_if, ep.cont_if,
+                                                 f"endpoint {ep.id[:12]}")
             self.registry.forget_endpoint(ep)
             LOG.info("endpoint %s deleted", ep.id[:12])
+
+    def attachment_of(self, ep: Endpoint) -> Attachment:
+        """The endpoint's attachment; a network already forgotten: told by its names."""
+        net = self.registry.networks.get(ep.network_id)
+        if net is not None:
+            return choose.attachment(net.options)
+        for mode in choose.all_modes():
+            if ep.host_if.startswith(mode.prefix):
+                return mode("")
+        return choose.all_modes()[0]("")
 
     async def close(self) -> None:
         """Finish the work owed to replies already sent, then stop every keeper without

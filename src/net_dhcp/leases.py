@@ -3,9 +3,11 @@
 It owns every keeper task (started at Join or re-adoption, cancelled and awaited at Leave,
 teardown or shutdown; one task keeps the IPv4 lease and, on an IPv6 network, the IPv6 one
 beside it) and decides whether and how leases are released: through the running keepers'
-sockets, from wherever the container's interface is now, or (IPv4) through the LAN bridge
-in the endpoint's name when the interface is gone; never while another live endpoint holds
-the same MAC.
+sockets, from wherever the container's interface is now, or (IPv4) in the endpoint's name
+when the interface is gone (into the LAN bridge; on a parent, from a short-lived link like
+the endpoint's); never while another live endpoint holds the same MAC. The same in every
+attachment mode (attach/): the interface is found by the MAC it carries (`iface_mac`), the
+DHCP identity comes from the endpoint's own MAC (`mac`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from ipaddress import IPv4Address, IPv6Address
 
 from . import metrics, netlink, resolv, sandbox
 from .acd import probe as acd
+from .attach import choose
+from .attach.base import Attachment
 from .config import NetworkOptions, clamp_mtu
 from .dhcp4 import codec
 from .dhcp4.client import send_release
@@ -184,6 +188,9 @@ class LeaseSupervisor:
             LOG.info("endpoint %s: joined %s without leaving %s; moving its keeper",
                      ep.id[:12], ep.sandbox, run.sandbox)
             await self._cancel(ep)
+        att = self._attachment(ep)
+        if ep.link_mac is None and att is not None and att.shares_mac:
+            ep.link_mac = att.link_mac(ep.mac)  # after a restart: the parent's MAC now
         finished = self._running.pop(ep.id, None)  # its keeper stopped by itself
         if finished is not None:
             self._retire(finished)
@@ -206,7 +213,7 @@ class LeaseSupervisor:
             finally:
                 sock.close()
             try:
-                moved = netlink.is_netns(where) and await sandbox.find(where, ep.mac)
+                moved = netlink.is_netns(where) and await sandbox.find(where, ep.iface_mac)
             except OSError:
                 moved = None
             if not moved:
@@ -232,7 +239,7 @@ class LeaseSupervisor:
                 LOG.warning("endpoint %s: gateway %s (option gateway) is not in the leased "
                             "subnet %s; using the lease's router %s", ep.id[:12],
                             options.gateway, new.address.network, new.gateway or "(none)")
-            await sandbox.apply(where, ep.mac, old, new, gateway=gateway)
+            await sandbox.apply(where, ep.iface_mac, old, new, gateway=gateway)
 
         def on_lease(lease: Lease) -> None:
             self.registry.set_lease(ep, lease)
@@ -240,7 +247,7 @@ class LeaseSupervisor:
             self._follow_dns(ep, where, options, lease)
 
         async def unapply(old: Lease) -> None:
-            await sandbox.unapply(where, ep.mac, old)
+            await sandbox.unapply(where, ep.iface_mac, old)
 
         async def probe(ip: IPv4Address) -> bool:
             return await acd.in_use(ifname, where, ip)
@@ -258,7 +265,8 @@ class LeaseSupervisor:
             if ep.lease6 is not None:
                 sock6 = await netlink.run_in_netns(
                     where, functools.partial(open_dhcp6_socket, ifname))
-                sock6.client_id = client_duid(options, sock6.client_id)
+                sock6.client_id = client_duid(
+                    options, codec6.duid_ll(codec.mac_from_str(ep.mac)))
                 sock6.start()
                 keeper6 = self._keeper6(ep, where, sock6, ep.lease6)
             run = self._running.get(ep.id)
@@ -318,7 +326,7 @@ class LeaseSupervisor:
     async def _set_mtu(self, ep: Endpoint, where: str, run: _Running, mtu: int) -> None:
         try:
             name = await netlink.run_in_netns(
-                where, functools.partial(netlink.set_mtu_by_mac, ep.mac, mtu))
+                where, functools.partial(netlink.set_mtu_by_mac, ep.iface_mac, mtu))
             await netlink.set_mtu((ep.host_if,), mtu)
         except Exception as err:  # noqa: BLE001 - OSError, netlink errors: the lease goes on
             LOG.warning("endpoint %s: could not set the MTU to %d (%s); trying again at the "
@@ -331,10 +339,10 @@ class LeaseSupervisor:
     def _keeper6(self, ep: Endpoint, where: str, sock: Dhcp6Socket,
                  lease: Lease6) -> Lease6Keeper:
         async def apply(old: Lease6 | None, new: Lease6) -> None:
-            await sandbox.apply6(where, ep.mac, old, new)
+            await sandbox.apply6(where, ep.iface_mac, old, new)
 
         async def unapply(old: Lease6) -> None:
-            await sandbox.unapply6(where, ep.mac, old)
+            await sandbox.unapply6(where, ep.iface_mac, old)
 
         async def probe(ip: IPv6Address) -> bool:
             return await dad.in_use6(sock.ifname, where, ip)
@@ -352,7 +360,7 @@ class LeaseSupervisor:
         assert ep.lease is not None
         for attempt in range(1, ATTACH_TRIES + 1):
             try:
-                _, ifname = await sandbox.wait_for_iface(where, ep.mac, ep.lease,
+                _, ifname = await sandbox.wait_for_iface(where, ep.iface_mac, ep.lease,
                                                          not_named=ep.cont_if)
             except TimeoutError:
                 hint = ""
@@ -511,16 +519,20 @@ class LeaseSupervisor:
         for other in self.registry.endpoints.values():
             there = self.registry.networks.get(other.network_id)
             if (other is not ep and there is not None
-                    and there.options.bridge == net.options.bridge
+                    and there.options.lan == net.options.lan
                     and bytes(self.client_identity(other)) == mine):
                 return other
         return None
+
+    def _attachment(self, ep: Endpoint) -> Attachment | None:
+        net = self.registry.networks.get(ep.network_id)
+        return choose.attachment(net.options) if net is not None else None
 
     async def _where(self, ep: Endpoint) -> tuple[str | None, str] | None:
         """(namespace, name) of the container's interface now: its sandbox, or the host
         (None) where Docker hands it back; None if it is gone."""
         if ep.sandbox and netlink.is_netns(ep.sandbox):
-            found = await sandbox.find(ep.sandbox, ep.mac)
+            found = await sandbox.find(ep.sandbox, ep.iface_mac)
             if found is not None:
                 return ep.sandbox, found[1]
         if await netlink.link_exists(ep.cont_if):
@@ -562,7 +574,11 @@ class LeaseSupervisor:
         through the bridge in its name when it is gone."""
         place = await self._where(ep)
         if place is None:
-            await self._release_via_bridge(ep, lease)
+            att = self._attachment(ep)
+            if att is None or att.kind == "bridge":
+                await self._release_via_bridge(ep, lease)
+            else:
+                await self._release_via_stand_in(ep, lease, att)
             return
         where, ifname = place
         if where is None:
@@ -591,6 +607,26 @@ class LeaseSupervisor:
                                 self.client_identity(ep))
         LOG.info("endpoint %s: interface gone; released %s to %s through bridge %s",
                  ep.id[:12], lease.address, lease.server_id, net.options.bridge)
+        metrics.released("4")
+
+    async def _release_via_stand_in(self, ep: Endpoint, lease: Lease,
+                                    att: Attachment) -> None:
+        """macvlan/ipvlan: the container's link is gone (its namespace died with it): make a
+        short-lived link like it on the parent (the endpoint's name and MAC) and send the
+        DHCPRELEASE from there, as the container would have, then delete it."""
+        if not await netlink.link_exists(att.lan):
+            LOG.info("endpoint %s: interface and parent %s gone, no DHCPRELEASE for %s",
+                     ep.id[:12], att.lan, lease.address)
+            return
+        async with att.stand_in(ep.cont_if, ep.mac) as ifname:
+            assert ifname is not None
+            sock = await asyncio.to_thread(open_dhcp_socket, ifname, with_sink=False)
+            try:
+                send_release(sock, lease, self.client_identity(ep))
+            finally:
+                sock.close()
+        LOG.info("endpoint %s: interface gone; released %s to %s from a stand-in %s link "
+                 "on %s", ep.id[:12], lease.address, lease.server_id, att.kind, att.lan)
         metrics.released("4")
 
     async def close(self) -> None:

@@ -59,6 +59,7 @@ MAIN_TABLE = 254
 RTPROT_KERNEL = 2
 RT_SCOPE_LINK = 253
 IFF_UP = 0x1
+IFF_LOOPBACK = 0x8
 AF_INET = socket.AF_INET
 AF_INET6 = socket.AF_INET6
 IFA_F_NODAD = 0x02
@@ -182,9 +183,35 @@ def _bridge_index(ipr: Any, name: str) -> int:
     return index
 
 
-def _bridge_info(name: str, with_routes: bool = True) -> BridgeInfo:
+def _parent_index(ipr: Any, name: str) -> int:
+    """The index of parent interface `name` (macvlan/ipvlan modes); OptionError with the fix
+    if it is missing, down, loopback, or a port of a bridge or bond (the kernel refuses
+    links on those)."""
+    idx = ipr.link_lookup(ifname=name)
+    if not idx:
+        raise OptionError(
+            f"parent {name!r} does not exist: give -o parent= the name of the host interface "
+            "that is on your LAN (see ip link), e.g. eth0")
+    index = int(idx[0])
+    link = ipr.get_links(index)[0]
+    flags = int(link["flags"])
+    if flags & IFF_LOOPBACK:
+        raise OptionError(f"parent {name!r} is the loopback interface: give -o parent= the "
+                          "interface that is on your LAN, e.g. eth0")
+    if _attr(link, "IFLA_MASTER"):
+        raise OptionError(
+            f"parent {name!r} is a port of another interface (a bridge or bond): macvlan and "
+            "ipvlan links cannot be made on it. Use that bridge with -o mode=bridge -o "
+            "bridge=<it>, or give the bridge itself as -o parent")
+    if not flags & IFF_UP:
+        raise OptionError(f"parent {name!r} is down: bring it up (ip link set {name} up) and "
+                          "make sure it is on your LAN, then create the network again")
+    return index
+
+
+def _lan_info(name: str, with_routes: bool = True, bridge: bool = True) -> BridgeInfo:
     with IPRoute() as ipr:
-        index = _bridge_index(ipr, name)
+        index = _bridge_index(ipr, name) if bridge else _parent_index(ipr, name)
         addrs = tuple(
             IPv4Interface(f"{_attr(a, 'IFA_ADDRESS')}/{a['prefixlen']}")
             for a in ipr.get_addr(family=AF_INET, index=index)
@@ -205,6 +232,10 @@ def _bridge_info(name: str, with_routes: bool = True) -> BridgeInfo:
         return BridgeInfo(name, index, addrs, gateway, tuple(routes.values()))
 
 
+def _bridge_info(name: str, with_routes: bool = True) -> BridgeInfo:
+    return _lan_info(name, with_routes, bridge=True)
+
+
 async def bridge_info(name: str, *, with_routes: bool = True) -> BridgeInfo:
     """Look up the bridge; OptionError if it is missing or not a bridge.
 
@@ -212,6 +243,125 @@ async def bridge_info(name: str, *, with_routes: bool = True) -> BridgeInfo:
     CreateEndpoint needs.
     """
     return await asyncio.to_thread(_bridge_info, name, with_routes)
+
+
+async def parent_info(name: str, *, with_routes: bool = True) -> BridgeInfo:
+    """The same as bridge_info for a macvlan/ipvlan parent: its addresses, and the host's
+    default gateway and routes through it; OptionError if it is missing, down or enslaved."""
+    return await asyncio.to_thread(_lan_info, name, with_routes, False)
+
+
+MACVLAN_MODE_BRIDGE = "bridge"
+"""macvlan's bridge submode: links on one parent reach each other (include/uapi/linux/if_link.h)."""
+IPVLAN_MODE_L2 = 0
+"""ipvlan's L2 mode: the links share the parent's MAC; broadcasts reach every link."""
+SUBLINK_KINDS = ("macvlan", "ipvlan")
+
+
+def _add_link(ipr: Any, spec: dict[str, Any], replace_leftover: bool) -> None:
+    """Add the link `spec` describes. With `replace_leftover`, one already there under its
+    name is a leftover of a crashed attempt that no endpoint owns (the caller reserved the
+    name): it is deleted and the link added again."""
+    try:
+        ipr.link("add", **spec)
+    except PyNetlinkError as err:
+        if err.code != errno.EEXIST or not replace_leftover:
+            raise
+        ipr.link("del", ifname=spec["ifname"])
+        ipr.link("add", **spec)
+
+
+def _sublink_spec(name: str, parent: int, kind: str, mac: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"ifname": name, "kind": kind, "link": parent}
+    if kind == "macvlan":
+        spec["macvlan_mode"] = MACVLAN_MODE_BRIDGE
+        if mac:
+            spec["address"] = mac
+    elif kind == "ipvlan":
+        spec["ipvlan_mode"] = IPVLAN_MODE_L2  # the MAC is always the parent's
+    else:
+        raise ValueError(f"not a parent link kind: {kind}")
+    return spec
+
+
+def _no_ipv6(ifname: str) -> None:
+    with contextlib.suppress(OSError):
+        (IPV6_CONF / ifname / "disable_ipv6").write_text("1")
+
+
+def _create_sublink(name: str, parent: str, kind: str, mac: str | None,
+                    replace_leftover: bool, no_dad: bool, quiet: bool) -> str:
+    with IPRoute() as ipr:
+        index = _parent_index(ipr, parent)
+        spec = _sublink_spec(name, index, kind, mac)
+        try:
+            _add_link(ipr, spec, replace_leftover)
+        except PyNetlinkError as err:
+            if err.code == errno.EOPNOTSUPP:
+                raise OptionError(
+                    f"this kernel has no {kind} support (CONFIG_{kind.upper()}): create the "
+                    "network with another -o mode (macvlan, or bridge with a host "
+                    "bridge)") from err
+            raise
+        try:
+            if quiet:
+                _no_ipv6(name)
+            elif no_dad:
+                skip_dad(name)
+            try:
+                ipr.link("set", ifname=name, state="up")
+            except PyNetlinkError as err:
+                if err.code == errno.EADDRINUSE:
+                    raise OptionError(
+                        f"MAC {mac} is already used by another {kind} link on parent "
+                        f"{parent} (another container with the same --mac-address?): stop "
+                        "that container first, or give this one another MAC") from err
+                raise
+            link = ipr.get_links(ifname=name)[0]
+        except BaseException:
+            with contextlib.suppress(Exception):
+                ipr.link("del", ifname=name)
+            raise
+        return str(_attr(link, "IFLA_ADDRESS")).lower()
+
+
+async def create_sublink(name: str, parent: str, kind: str, mac: str | None, *,
+                         replace_leftover: bool, no_dad: bool = False,
+                         quiet: bool = False) -> str:
+    """Create a `kind` (macvlan in bridge submode, or ipvlan L2) link `name` on `parent`,
+    with `mac` (macvlan), up; returns its MAC. OptionError if the parent is missing, down
+    or enslaved, the kernel lacks the kind, or the MAC is in use on the parent. `no_dad`
+    as for create_veth; `quiet`: IPv6 off, so a throwaway link sends nothing but ours."""
+    try:
+        return await asyncio.to_thread(_create_sublink, name, parent, kind, mac,
+                                       replace_leftover, no_dad, quiet)
+    except PyNetlinkError as err:
+        raise NetlinkError(f"could not create {kind} link {name} on {parent}: {err}") from err
+    except IndexError as err:
+        raise NetlinkError(f"{kind} link {name} vanished while being created") from err
+
+
+def _sublinks(prefix: str, kind: str, parents: set[str]) -> list[str]:
+    names = linkdump.names(prefix)
+    if not names:
+        return []
+    out = []
+    with IPRoute() as ipr:
+        lowers = {int(i) for p in parents for i in ipr.link_lookup(ifname=p)}
+        for name in names:
+            for link in ipr.get_links(ifname=name) if ipr.link_lookup(ifname=name) else ():
+                if _link_kind(link) == kind and _attr(link, "IFLA_LINK") in lowers:
+                    out.append(name)
+    return out
+
+
+async def sublinks(prefix: str, kind: str, parents: set[str]) -> list[str]:
+    """Host interfaces named `prefix`... that are `kind` links on one of `parents` (a
+    cheap name dump first; only the few matching names are looked at closely)."""
+    try:
+        return await asyncio.to_thread(_sublinks, prefix, kind, parents)
+    except PyNetlinkError as err:
+        raise NetlinkError(f"could not list {kind} links: {err}") from err
 
 
 NET_ADDR_SET = 3
@@ -252,14 +402,7 @@ def _create_veth(host_if: str, cont_if: str, bridge: int | str, mac: str | None,
             peer["address"] = mac
         spec: dict[str, Any] = {"ifname": host_if, "kind": "veth", "peer": peer,
                                 "master": master, "state": "up"}
-        try:
-            ipr.link("add", **spec)
-        except PyNetlinkError as err:
-            if err.code != errno.EEXIST or not replace_leftover:
-                raise
-            # A leftover pair from a crashed attempt that no endpoint owns: start clean.
-            ipr.link("del", ifname=host_if)
-            ipr.link("add", **spec)
+        _add_link(ipr, spec, replace_leftover)
         try:
             if no_dad:
                 # DHCPv6 is sent from the link-local address, which DAD holds back ~1 s.

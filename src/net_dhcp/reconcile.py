@@ -16,8 +16,7 @@ from ipaddress import IPv4Network
 from typing import Any
 
 from . import netlink
-from .attach import veth
-from .attach.veth import HOST_IF_PREFIX
+from .attach import choose, veth
 from .config import valid_hostname
 from .docker_api import DockerClient
 from .driver import Driver
@@ -56,10 +55,13 @@ class Reconciler:
     async def adopt_from_kernel(self) -> None:
         """Resume keepers for endpoints whose container still runs; clean the rest."""
         for ep in list(self.driver.registry.endpoints.values()):
-            host_exists = await netlink.link_exists(ep.host_if)
-            if not host_exists:
-                LOG.info("endpoint %s: veth %s is gone; releasing and forgetting it",
-                         ep.id[:12], ep.host_if)
+            att = self.driver.attachment_of(ep)
+            if att.shares_mac and ep.link_mac is None:
+                ep.link_mac = att.link_mac(ep.mac)
+            if not await att.present(ep.host_if, ep.cont_if, ep.sandbox, ep.iface_mac):
+                LOG.info("endpoint %s: %s %s is gone; releasing and forgetting it",
+                         ep.id[:12], "veth" if att.kind == "bridge" else f"{att.kind} link",
+                         ep.host_if)
                 await self.driver.remove_endpoint(ep, release=True)
                 continue
             if ep.sandbox and ep.lease is not None and netlink.file_exists(ep.sandbox):
@@ -292,8 +294,12 @@ class Reconciler:
 
     async def check_bridges(self) -> None:
         """Say when a network's bridge disappears, and when it is back, put the veths of
-        its endpoints back on it (deleting a bridge leaves its ports behind, unattached)."""
+        its endpoints back on it (deleting a bridge leaves its ports behind, unattached).
+        A parent (macvlan/ipvlan) is only watched: its links die with it."""
         for net in list(self.driver.registry.networks.values()):
+            if net.options.mode != "bridge":
+                await self._check_parent(net.id, net.options.parent, net.options.mode)
+                continue
             bridge = net.options.bridge
             eps = self.driver.registry.endpoints_of(net.id)
             if not await netlink.link_exists(bridge):
@@ -308,12 +314,29 @@ class Reconciler:
                 continue
             back = bridge in self._missing_bridges
             self._missing_bridges.discard(bridge)
-            on_it = set(await netlink.link_names(HOST_IF_PREFIX, masters={bridge}))
+            on_it = set(await netlink.link_names(veth.HOST_IF_PREFIX, masters={bridge}))
             moved = [ep.host_if for ep in eps
                      if ep.host_if not in on_it and await veth.reattach(ep.host_if, bridge)]
             if back or moved:
                 LOG.warning("network %s: bridge %s is there again; put back on it: %s",
                             net.id[:12], bridge, ", ".join(moved) or "nothing needed it")
+
+    async def _check_parent(self, net_id: str, parent: str, mode: str) -> None:
+        eps = self.driver.registry.endpoints_of(net_id)
+        if not await netlink.link_exists(parent):
+            if parent not in self._missing_bridges:
+                self._missing_bridges.add(parent)
+                LOG.error("network %s: parent %s is gone: the kernel deleted the %s links of "
+                          "its %d container(s) with it, so they are off the LAN, and new "
+                          "containers cannot start. Create %s again, then restart those "
+                          "containers (docker restart)", net_id[:12], parent, mode, len(eps),
+                          parent)
+            return
+        if parent in self._missing_bridges:
+            self._missing_bridges.discard(parent)
+            LOG.warning("network %s: parent %s is there again; containers that were running "
+                        "on it need a restart (docker restart) to get a link on it",
+                        net_id[:12], parent)
 
     async def sweep(self) -> None:
         """Remove endpoints (and stray veths) that no Docker network knows any more."""
@@ -337,12 +360,17 @@ class Reconciler:
             await self.driver.remove_endpoint(ep, release=True)
         # A veth of ours on one of our bridges that no endpoint owns, seen on two sweeps
         # in a row (so never one that a CreateEndpoint in flight is setting up).
-        bridges = {net.options.bridge for net in self.driver.registry.networks.values()}
-        names = set(await netlink.link_names(HOST_IF_PREFIX, masters=bridges))
+        names: set[str] = set()
+        for mode in choose.all_modes():
+            lans = {net.options.lan for net in self.driver.registry.networks.values()
+                    if net.options.mode == mode.kind}
+            if lans or mode.kind == "bridge":
+                names |= await mode("").strays(lans)
         ours = ({ep.host_if for ep in self.driver.registry.endpoints.values()}
                 | self.driver.registry.being_created())
         strays = names - ours
         for name in strays & self._strays:
-            LOG.info("sweep: removing stray veth %s", name)
+            LOG.info("sweep: removing stray %s %s", "veth" if name.startswith(
+                veth.HOST_IF_PREFIX) else "link", name)
             await netlink.delete_link(name)
         self._strays = strays - self._strays

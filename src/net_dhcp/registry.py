@@ -60,6 +60,10 @@ class Endpoint:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     bridge_info: asyncio.Task[BridgeInfo] | None = field(default=None, repr=False)
     """The bridge's look-up started by CreateEndpoint for Join (memory only, used once)."""
+    link_mac: str | None = None
+    """The MAC the container's interface carries when it is not `mac` (ipvlan: the
+    parent's; memory only, looked up again after a restart). `mac` is the endpoint's own,
+    which the DHCP identity comes from."""
     known_since: float = field(default_factory=time.monotonic)
     """When this process learnt of the endpoint (created, loaded or recovered): the
     sweep spares it for a while, as Docker may not show it yet."""
@@ -68,6 +72,11 @@ class Endpoint:
     def client_id(self) -> bytes:
         """RFC 2132 9.14 client identifier: hardware type 1 and the MAC."""
         return codec.client_id_for_mac(codec.mac_from_str(self.mac))
+
+    @property
+    def iface_mac(self) -> str:
+        """The MAC the container's interface is found by."""
+        return self.link_mac or self.mac
 
     @property
     def wanted_hostname(self) -> str | None:

@@ -12,6 +12,7 @@ Shape (`schema` 1; times are Unix seconds, durations seconds, null when not know
      "plugin": {"pid", "version", "started_at", "uptime_s", "state_db"} | null,
      "now": <when this was built>,
      "networks": [{"id", "name", "bridge", "ipv6", "options": {...}, "endpoints"}],
+     ("bridge": the LAN interface, the bridge or, with mode=macvlan/ipvlan, the parent)
      "endpoints": [{"id", "network_id", "network", "bridge", "mac", "container_id",
                     "container_name", "hostname", "joined", "sandbox",
                     "state", "state6", "renewals", "failures",
@@ -116,7 +117,7 @@ def lease6_doc(lease: Lease6, now: float) -> Doc:
 
 def network_doc(net: Network, endpoints: int) -> Doc:
     """A network as the status document shows it."""
-    return {"id": net.id, "name": net.name, "bridge": net.options.bridge,
+    return {"id": net.id, "name": net.name, "bridge": net.options.lan,
             "ipv6": net.options.ipv6, "options": asdict(net.options), "endpoints": endpoints}
 
 
@@ -131,7 +132,7 @@ def endpoint_doc(ep: Endpoint, net: Network | None, now: float, *, state: str,
         "id": ep.id,
         "network_id": ep.network_id,
         "network": net.name if net is not None else None,
-        "bridge": net.options.bridge if net is not None else None,
+        "bridge": net.options.lan if net is not None else None,
         "mac": ep.mac,
         "container_id": ep.container_id,
         "container_name": ep.container_name,

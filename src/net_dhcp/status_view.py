@@ -7,7 +7,7 @@ from typing import Any
 from .cli_output import cell, duration, table, when
 from .text import printable
 
-NETWORK_HEADERS = ("NETWORK", "ID", "BRIDGE", "IPV6", "ENDPOINTS")
+NETWORK_HEADERS = ("NETWORK", "ID", "LAN", "IPV6", "ENDPOINTS")
 
 
 def _by_state(by_state: dict[str, int]) -> str:

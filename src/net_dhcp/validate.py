@@ -52,13 +52,15 @@ def offers_text(result: dhcp_probe.ProbeResult) -> str:
                      for o in result.offers)
 
 
-async def refusal(bridge: str, timeout_s: float, result: dhcp_probe.ProbeResult) -> str | None:
+async def refusal(bridge: str, timeout_s: float, result: dhcp_probe.ProbeResult, *,
+                  kind: str = "bridge") -> str | None:
     """Why the network must be refused, or None when a server answered."""
     if result.offers:
         return None
     if not result.forwarding:
         return stuck_message(bridge, timeout_s)
-    why = await explain_no_lease(bridge, timeout_s, AcquireStats(discovers=result.discovers))
+    why = await explain_no_lease(bridge, timeout_s, AcquireStats(discovers=result.discovers),
+                                 kind=kind)
     return f"validate_dhcp: {why}; {HINT}"
 
 
@@ -66,19 +68,24 @@ async def validate(opts: NetworkOptions) -> None:
     """Probe the network's bridge (see the module docstring); raise LeaseError when no DHCP
     server answers, NetlinkError when the probe port cannot be made."""
     timeout_s = wait_s(opts)
+    where = (f"bridge {opts.bridge}" if opts.mode == "bridge"
+             else f"parent {opts.parent} ({opts.mode})")
     try:
-        result = await dhcp_probe.probe(opts.bridge, timeout_s)
+        if opts.mode == "bridge":
+            result = await dhcp_probe.probe(opts.bridge, timeout_s)
+        else:
+            result = await dhcp_probe.probe(opts.lan, timeout_s, kind=opts.mode)
     except OSError as err:
-        raise NetlinkError(f"validate_dhcp: could not make a probe port on bridge "
-                           f"{opts.bridge}: {err}") from err
-    LOG.info("validate_dhcp: probe port %s on bridge %s sent %d DISCOVER(s) in %gs: %s",
-             result.port, opts.bridge, result.discovers, result.waited_s,
+        raise NetlinkError(f"validate_dhcp: could not make a probe port on {where}: "
+                           f"{err}") from err
+    LOG.info("validate_dhcp: probe port %s on %s sent %d DISCOVER(s) in %gs: %s",
+             result.port, where, result.discovers, result.waited_s,
              offers_text(result) or "no offer")
-    why = await refusal(opts.bridge, timeout_s, result)
+    why = await refusal(opts.lan, timeout_s, result, kind=opts.mode)
     if why is not None:
         LOG.warning("network refused: %s", why)
         raise LeaseError(why)
     if len(result.offers) > 1:
-        LOG.warning("validate_dhcp: %d DHCP servers answer on bridge %s (%s): containers get "
+        LOG.warning("validate_dhcp: %d DHCP servers answer on %s (%s): containers get "
                     "their address from whichever answers first", len(result.offers),
-                    opts.bridge, offers_text(result))
+                    where, offers_text(result))

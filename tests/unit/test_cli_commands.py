@@ -199,7 +199,7 @@ def test_status_prints_a_report(fake_plugin: _Server,
     assert "endpoints  3 (BOUND 1, RENEWING 1, not joined 1)" in lines
     assert "renewals   7" in lines
     assert "failures   1" in lines
-    assert lines[-3].split() == ["NETWORK", "ID", "BRIDGE", "IPV6", "ENDPOINTS"]
+    assert lines[-3].split() == ["NETWORK", "ID", "LAN", "IPV6", "ENDPOINTS"]
     assert lines[-2].split() == ["lan", NET_A[:12], "br0", "yes", "2"]
     assert lines[-1].split() == ["-", NET_B[:12], "br1", "no", "1"]
 
@@ -524,7 +524,8 @@ async def test_the_status_route_answers_the_document(tmp_path: Path) -> None:
                                             "validate_dhcp": False, "client_id": None,
                                             "vendor_class": None, "register_dns": False,
                                             "gateway": None, "propagate_mtu": False,
-                                            "propagate_dns": False},
+                                            "propagate_dns": False, "mode": "bridge",
+                                            "parent": ""},
                                 "endpoints": 3}]
     by_id = {e["id"][:2]: e for e in doc["endpoints"]}
     assert {k: (e["state"], e["state6"]) for k, e in by_id.items()} == {

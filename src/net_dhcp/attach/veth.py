@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from .. import netlink
+from .base import Attachment
 
 LOG = logging.getLogger(__name__)
 
@@ -51,3 +52,24 @@ async def remove(host_if: str, cont_if: str, what: str) -> None:
                 return
         except Exception as err:  # noqa: BLE001 - teardown is best effort
             LOG.warning("%s: could not delete %s: %s", what, name, err)
+
+
+class VethAttachment(Attachment):
+    """mode=bridge (the default): a veth pair per endpoint, host end on the bridge."""
+
+    kind = "bridge"
+    prefix = HOST_IF_PREFIX
+    lan_word = "bridge"
+
+    def names(self, endpoint_id: str) -> tuple[str, str]:
+        return names(endpoint_id)
+
+    async def info(self, *, with_routes: bool = True) -> netlink.BridgeInfo:
+        return await netlink.bridge_info(self.lan, with_routes=with_routes)
+
+    async def create(self, endpoint_id: str, mac: str, *, ipv6: bool) -> str:
+        await create(endpoint_id, self.lan, mac, ipv6=ipv6)
+        return mac
+
+    async def remove(self, host_if: str, cont_if: str, what: str) -> None:
+        await remove(host_if, cont_if, what)
