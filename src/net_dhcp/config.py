@@ -51,6 +51,10 @@ NETWORK_OPTIONS = {
     "propagate_dns": "write the lease's DNS servers (option 6) and search domains (119, else "
                      "15) into the container's /etc/resolv.conf, again when a renewal "
                      "changes them (true/false, default false)",
+    "stable_mac": "give a container created without --mac-address the MAC (and so the "
+                  "lease) of its name, or of its Compose project, service and replica "
+                  "number, so a re-created container gets its address back (true/false, "
+                  "default true; false: a new MAC per endpoint)",
 }
 ENDPOINT_OPTIONS = {
     "hostname": "host name sent to the DHCP server (option 12)",
@@ -201,6 +205,8 @@ class NetworkOptions:
     """The `gateway` option (a checked IPv4 address), or None: the lease's router."""
     propagate_mtu: bool = False
     propagate_dns: bool = False
+    stable_mac: bool = True
+    """Default MACs from the container's identity (stable_mac.py), not the endpoint ID."""
     mode: str = "bridge"
     """bridge, macvlan or ipvlan (MODES); state written before modes existed is bridge."""
     parent: str = ""
@@ -269,6 +275,7 @@ class NetworkOptions:
             gateway=parse_gateway(generic.get("gateway")),
             propagate_mtu=parse_bool("propagate_mtu", generic.get("propagate_mtu", False)),
             propagate_dns=parse_bool("propagate_dns", generic.get("propagate_dns", False)),
+            stable_mac=parse_bool("stable_mac", generic.get("stable_mac", True)),
         )
 
     def to_json(self) -> str:

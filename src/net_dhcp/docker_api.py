@@ -84,9 +84,12 @@ class DockerClient:
         data = await self.get("/plugins")
         return list(data) if isinstance(data, list) else []
 
-    async def containers(self) -> list[dict[str, Any]]:
-        """All containers, running or not."""
-        result: list[dict[str, Any]] = await self.get("/containers/json", all="1")
+    async def containers(self, *, id: str | None = None) -> list[dict[str, Any]]:  # noqa: A002
+        """All containers, running or not (with `id`: those whose ID starts so)."""
+        params = {"all": "1"}
+        if id is not None:
+            params["filters"] = json.dumps({"id": [id]})
+        result: list[dict[str, Any]] = await self.get("/containers/json", **params)
         return result
 
     async def inspect_container(self, container_id: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6
 from pathlib import Path
 from typing import Any
 
-from . import metrics, netlink, sandbox, validate
+from . import metrics, netlink, sandbox, stable_mac, validate
 from .acd import probe as acd
 from .attach import choose
 from .attach.base import Attachment
@@ -47,6 +47,7 @@ from .requests import (
     NetworkRequest,
 )
 from .routes import join_routes
+from .stable_mac import PendingStarts
 from .store import Store
 from .tasks import KeyedLocks, together
 from .teardown import Teardowns
@@ -126,6 +127,8 @@ class Driver:
         """Leave's and DeleteEndpoint's work after their reply (teardown.py)."""
         self.netns_dir = netns_dir
         """A managed plugin's mount of the host's Docker netns folder (None: legacy)."""
+        self.starts = PendingStarts()
+        """Containers created and about to start, for stable MACs (fed by the reconciler)."""
 
     def load(self) -> None:
         """Load networks and endpoints from the store (no kernel or Docker work)."""
@@ -231,6 +234,40 @@ class Driver:
                         "address <the MAC of your LAN interface>", opts.bridge, opts.bridge)
         return {}
 
+    async def _default_mac(self, net: Network, endpoint_id: str) -> str:
+        """The MAC of an endpoint created without --mac-address: with stable_mac, the one
+        derived from the container about to start (stable_mac.py), unless a live endpoint
+        on the same LAN has it; else derived from the endpoint ID."""
+        if net.options.stable_mac:
+            who = await self.starts.sole({net.id} | ({net.name} if net.name else set()))
+            if who is not None:
+                mac = stable_mac.mac_for(net.options.lan, who)
+                await self._wait_for_mac(mac)
+                holder = self._mac_holder(net, mac)
+                if holder is None:
+                    LOG.info("endpoint %s: MAC %s from the identity %s (stable_mac)",
+                             endpoint_id[:12], mac, who)
+                    return mac
+                LOG.warning("endpoint %s: MAC %s of %s is held by live endpoint %s; using "
+                            "one of its own", endpoint_id[:12], mac, who, holder[:12])
+        return generated_mac(endpoint_id)
+
+    async def _wait_for_mac(self, mac: str) -> None:
+        """Wait for the teardowns of endpoints with `mac` (replied to, not finished: the
+        old endpoint of a re-create or of a `docker restart` with --mac-address): their
+        release must not follow the new lease, and on macvlan their link must be gone."""
+        await self.teardowns.wait(e.id for e in self.registry.endpoints.values()
+                                  if e.mac == mac.lower())
+
+    def _mac_holder(self, net: Network, mac: str) -> str | None:
+        """The ID of a live endpoint on `net`'s LAN interface with `mac`, if any."""
+        for other in self.registry.endpoints.values():
+            there = self.registry.networks.get(other.network_id)
+            if other.mac == mac.lower() and there is not None and (
+                    there.options.lan == net.options.lan):
+                return other.id
+        return None
+
     async def _check_kind(self, att: Attachment) -> None:
         """Refuse a mode this kernel lacks at create (OptionError), not at the first start:
         a throwaway link of the kind on the parent, deleted at once."""
@@ -266,16 +303,18 @@ class Driver:
                 f"--mac-address {req.mac} cannot be applied. Drop --mac-address (the DHCP "
                 "server tells ipvlan containers apart by their client identifier), or use a "
                 "network with -o mode=macvlan for a MAC of its own per container")
-        mac = req.mac or generated_mac(req.endpoint_id)
         host_if, cont_if = att.names(req.endpoint_id)
         # Work owed to an earlier call for this ID (a DeleteEndpoint's veth deletion) first.
         await self.teardowns.wait([req.endpoint_id])
-        if att.unique_macs:
-            # macvlan: a link with this MAC still on the parent (the old endpoint of a
-            # `docker restart` with --mac-address, deleted right after DeleteEndpoint's
-            # reply) would make the new one fail with "address already in use".
-            await self.teardowns.wait(e.id for e in self.registry.endpoints.values()
-                                      if e.mac == mac.lower())
+        if req.mac:
+            mac = req.mac
+            if att.unique_macs:
+                # macvlan: a link with this MAC still on the parent (the old endpoint of a
+                # `docker restart` with --mac-address) would make the new one fail with
+                # "address already in use".
+                await self._wait_for_mac(mac)
+        else:
+            mac = await self._default_mac(net, req.endpoint_id)
         # One call at a time per endpoint ID: a DeleteEndpoint for it that is removing a
         # leftover pair finishes before this one creates the new pair.
         async with (self._one_client(net, req.endpoint_id),
@@ -589,5 +628,6 @@ class Driver:
     async def close(self) -> None:
         """Finish the work owed to replies already sent, then stop every keeper without
         releasing: containers keep their addresses."""
+        await self.starts.close()
         await self.teardowns.close()
         await self.leases.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Coroutine
@@ -22,6 +23,7 @@ from .docker_api import DockerClient
 from .driver import Driver
 from .errors import DockerNotFound
 from .registry import Endpoint
+from .stable_mac import Found
 
 LOG = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ class Reconciler:
     # ---- events ------------------------------------------------------------------------------
     async def _events(self) -> None:
         filters = {"type": ["network", "container"],
-                   "event": ["connect", "create", "destroy", "die"]}
+                   "event": ["connect", "create", "destroy", "die", "start"]}
         while True:
             try:
                 await self.refresh_pools()
@@ -153,17 +155,39 @@ class Reconciler:
         attrs = actor.get("Attributes") or {}
         if kind == "network":
             if action in ("create", "destroy"):
+                if action == "create" and attrs.get("name"):
+                    # Known by name from the start: a container created on it names it so.
+                    self.driver.registry.name_network(str(actor.get("ID")), attrs["name"])
                 await self.refresh_pools()
             elif action == "connect" and actor.get("ID") in self.driver.registry.networks:
                 container = attrs.get("container")
                 if container:
                     await self.learn(container)
-        elif kind == "container" and action in ("die", "destroy"):
+        elif kind == "container" and action in ("create", "die"):
+            cid = str(actor.get("ID", ""))
+            self.driver.starts.look_up(cid, functools.partial(self._about_to_start, cid))
+        if kind == "container" and action in ("destroy", "start"):
+            self.driver.starts.started(str(actor.get("ID", "")))
+        if kind == "container" and action in ("die", "destroy"):
             cid = actor.get("ID", "")
             eps = [ep for ep in self.driver.registry.endpoints.values()
                    if ep.container_id == cid]
             if eps:
                 self._spawn(self._after_death(cid, eps), f"after-death:{cid[:12]}")
+
+    async def _about_to_start(self, container_id: str) -> Found | None:
+        """Name, labels and networks (IDs and names) of a container just created or
+        stopped, from Docker's container list (which takes no container lock: the
+        container may be starting)."""
+        for c in await self.docker.containers(id=container_id):
+            if c.get("Id") != container_id:
+                continue
+            nets = (c.get("NetworkSettings") or {}).get("Networks") or {}
+            keys = set(nets) | {str(n.get("NetworkID")) for n in nets.values()
+                                if n and n.get("NetworkID")}
+            names = c.get("Names") or [""]
+            return str(names[0]), dict(c.get("Labels") or {}), keys
+        return None
 
     async def rebuild_from_docker(self) -> None:
         """Recover networks and endpoints that Docker has and our state lost (e.g. a

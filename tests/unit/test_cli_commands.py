@@ -525,7 +525,7 @@ async def test_the_status_route_answers_the_document(tmp_path: Path) -> None:
                                             "vendor_class": None, "register_dns": False,
                                             "gateway": None, "propagate_mtu": False,
                                             "propagate_dns": False, "mode": "bridge",
-                                            "parent": ""},
+                                            "parent": "", "stable_mac": True},
                                 "endpoints": 3}]
     by_id = {e["id"][:2]: e for e in doc["endpoints"]}
     assert {k: (e["state"], e["state6"]) for k, e in by_id.items()} == {
