@@ -58,6 +58,8 @@ NETWORK_OPTIONS = {
 }
 ENDPOINT_OPTIONS = {
     "hostname": "host name sent to the DHCP server (option 12)",
+    "ip": "IPv4 address to ask the DHCP server for (option 50 in DISCOVER); the server "
+          "decides, and the container gets what it leases",
 }
 
 
@@ -182,6 +184,37 @@ def check_ifname(option: str, name: str) -> str:
     return name
 
 
+def parse_requested_ip(value: object) -> str | None:
+    """The endpoint option `ip`: an IPv4 unicast address, or None when not given."""
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    try:
+        ip = IPv4Address(text)
+    except ValueError:
+        ip = None
+    if ip is None or ip.is_multicast or ip.is_unspecified or ip.is_loopback or (
+            ip == IPv4Address("255.255.255.255")):
+        raise OptionError(
+            f"driver-opt ip={text[:80]!r} is not an IPv4 unicast address: give the address "
+            "to ask the DHCP server for, e.g. ip=192.168.1.50 (or reserve one for the "
+            "container's --mac-address in the server)")
+    return str(ip)
+
+
+def _lower_keys(options: dict[str, Any]) -> dict[str, Any]:
+    """`options` with its keys in lower case; OptionError if two keys become one."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        low = key.strip().lower()
+        if low in out:
+            raise OptionError(
+                f"option {low} is given twice (as {key!r} and in another case): keys are "
+                "case-insensitive, keep one of them")
+        out[low] = value
+    return out
+
+
 def _valid_list(known: dict[str, str]) -> str:
     return "; ".join(f"{k}: {v}" for k, v in known.items())
 
@@ -224,7 +257,9 @@ class NetworkOptions:
 
     @classmethod
     def from_generic(cls, generic: dict[str, Any], *, enable_ipv6: bool = False) -> NetworkOptions:
-        """Validate Docker's `com.docker.network.generic` map; raise OptionError with a fix."""
+        """Validate Docker's `com.docker.network.generic` map; raise OptionError with a fix.
+        Keys are case-insensitive (as the Go fork's, whose Compose files must work here)."""
+        generic = _lower_keys(generic)
         unknown = sorted(set(generic) - set(NETWORK_OPTIONS))
         if unknown:
             raise OptionError(
@@ -304,12 +339,18 @@ class EndpointOptions:
     """Per-endpoint driver options (`docker run --network name=N,driver-opt=k=v`)."""
 
     hostname: str | None = None
+    ip: str | None = None
+    """The `ip` option: the IPv4 address to ask for (checked), or None."""
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def requested_ip(self) -> IPv4Address | None:
+        return IPv4Address(self.ip) if self.ip else None
 
     @classmethod
     def from_request(cls, options: dict[str, Any]) -> EndpointOptions:
         """Pick our options out of CreateEndpoint's Options; Docker's own keys are ignored."""
-        ours = {k: v for k, v in options.items() if "." not in k}
+        ours = _lower_keys({k: v for k, v in options.items() if "." not in k})
         unknown = sorted(set(ours) - set(ENDPOINT_OPTIONS))
         if unknown:
             raise OptionError(
@@ -324,4 +365,4 @@ class EndpointOptions:
                     f"driver-opt hostname={hostname!r} is not a valid host name: use letters, "
                     "digits and hyphens, dot-separated labels of at most 63 characters"
                 )
-        return cls(hostname=hostname or None)
+        return cls(hostname=hostname or None, ip=parse_requested_ip(ours.get("ip")))

@@ -399,7 +399,8 @@ class Driver:
         start = time.perf_counter()
 
         async def v4() -> None:
-            ep.lease = await self._acquire(net, ep.cont_if, ep.mac, hostname, clock)
+            ep.lease = await self._acquire(net, ep.cont_if, ep.mac, hostname, clock,
+                                           ep.options.requested_ip)
             metrics.acquired("4", clock.since(start))
             clock.add("DHCPv4", clock.since(start) - clock.parts.get("probe", 0.0))
             mtu = wanted_mtu(net.options, ep.lease)
@@ -418,7 +419,7 @@ class Driver:
         await together(v4(), *([v6()] if net.options.ipv6 else []))
 
     async def _acquire(self, net: Network, ifname: str, mac: str, hostname: str | None,
-                       clock: _Stopwatch) -> Lease:
+                       clock: _Stopwatch, requested: IPv4Address | None) -> Lease:
         # In the host's namespace: a few quick syscalls, no thread needed.
         sock: DhcpSocket = open_dhcp_socket(ifname, with_sink=False)
         stats = AcquireStats()
@@ -435,7 +436,7 @@ class Driver:
             return await acquire(sock, client_id=client_identity(net.options, mac),
                                  hostname=hostname, timeout_s=net.options.lease_timeout_s,
                                  probe=None if net.options.ignore_conflicts else probe,
-                                 timing=self.timing, stats=stats)
+                                 timing=self.timing, stats=stats, requested_ip=requested)
         except LeaseError as err:
             metrics.failed("4", stats)
             att = choose.attachment(net.options)

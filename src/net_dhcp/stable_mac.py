@@ -112,13 +112,19 @@ class PendingStarts:
         """The identity of the containers that may be about to start on the network known
         by `network_keys` (its ID and name); None if there are none, or more than one
         identity among them."""
+        found = self._identities(network_keys)
+        if len(found) > 1:
+            return None  # what is still being looked up can only add to that (a burst)
         if self._lookups:
             await asyncio.wait(list(self._lookups.values()), timeout=LOOKUP_WAIT_S)
+            found = self._identities(network_keys)
+        return found.pop() if len(found) == 1 else None
+
+    def _identities(self, network_keys: set[str]) -> set[str]:
         now = self._clock()
         for cid in [c for c, x in self._waiting.items() if now - x.at > PENDING_S]:
             del self._waiting[cid]
-        found = {x.who for x in self._waiting.values() if x.networks & network_keys}
-        return found.pop() if len(found) == 1 else None
+        return {x.who for x in self._waiting.values() if x.networks & network_keys}
 
     async def close(self) -> None:
         """Cancel the look-ups in flight."""

@@ -22,6 +22,7 @@ import pytest
 
 from net_dhcp.stable_mac import mac_for
 from tests.conftest import DockerCleanup, LanFactory
+from tests.e2e.test_attach_modes import Parent
 from tests.e2e.test_plugin import our_veths
 from tests.lab import COMPOSE_V1, COMPOSE_V2, CommandError, DhcpLan, Plugin, sh, wait_until
 
@@ -200,3 +201,43 @@ def test_force_recreate_keeps_the_address(lan: LanFactory, docker_cleanup: Docke
     assert (ip2, mac2) == (ip, mac)
     lab.wait_for_log(rf"DHCPRELEASE\(\w+\) {re.escape(ip)} {mac}", timeout=15, since=since)
     down_leaves_nothing(docker_cleanup, compose, lab, ip, mac, lab.log_offset())
+
+
+def test_a_compose_file_for_the_go_fork_works_unchanged(
+        lan: LanFactory, docker_cleanup: DockerCleanup, compose: Compose, plugin: Plugin,
+        image: str) -> None:
+    """Issue 11: the Go fork's option names (one in another case), a macvlan network on a
+    parent, the per-endpoint `ip`: the container gets the address it asked for, the MTU
+    and DNS servers of the lease, and the server sees the vendor class and option 81."""
+    if compose.version == "v1":
+        pytest.skip("Compose v1 has no driver_opts under a service's network (the file's "
+                    "`ip`): it refuses the file, see test_endpoint_driver_opts_per_service")
+    lab = lan(extra_args=["--dhcp-option=26,1400", "--dhcp-option=6,10.9.9.53"])
+    parent = Parent(lab)
+    try:
+        host, wanted, vendor = f"gf-{secrets.token_hex(3)}", lab.address(137), "go-fork-e2e"
+        compose.file = COMPOSE_DIR / "go-fork-options.yml"
+        compose.variables = {"NET_DHCP_IMAGE": image, "NET_DHCP_DRIVER": plugin.name,
+                             "NET_DHCP_PARENT": parent.name, "NET_DHCP_HOSTNAME": host,
+                             "NET_DHCP_IP": wanted, "NET_DHCP_VENDOR": vendor}
+        compose("up", "-d")
+        [cid] = project_objects(docker_cleanup, "ps", compose.project)
+        docker_cleanup.track_container(cid)
+        shown = docker_cleanup.docker("exec", cid, "sh", "-c",
+                                      "ip link show eth0; ip -4 addr show eth0; "
+                                      "cat /etc/resolv.conf").stdout
+        assert f"inet {wanted}/{lab.prefixlen}" in shown, shown
+        assert re.search(r"\bmtu 1400\b", shown), shown
+        mac = re.search(r"link/ether ([0-9a-f:]{17})", shown)
+        assert mac, shown
+        lab.wait_for_log(rf"DHCPACK\(\w+\) {re.escape(wanted)} {mac[1]} {host}", timeout=15)
+        wait_until(lambda: "nameserver 10.9.9.53" in docker_cleanup.docker(
+            "exec", cid, "cat", "/etc/resolv.conf").stdout, 15, "the lease's DNS server")
+        log = lab.log()
+        assert f"vendor class: {vendor}" in log
+        assert re.search(r"sent size: +\d+ option: 81 FQDN", log)
+        compose("down", "-t", "1")
+        lab.wait_for_log(rf"DHCPRELEASE\(\w+\) {re.escape(wanted)} {mac[1]}", timeout=15)
+    finally:
+        compose("down", "-t", "1", check=False)
+        parent.close()

@@ -94,10 +94,34 @@ def test_endpoint_hostname_rejected(bad: str) -> None:
 
 def test_endpoint_unknown_option() -> None:
     with pytest.raises(OptionError, match="unknown endpoint driver option"):
-        EndpointOptions.from_request({"ip": "10.0.0.5"})
+        EndpointOptions.from_request({"mac_prefix": "02:aa"})
 
 
 @pytest.mark.parametrize(("name", "ok"), [("a", True), ("web1", True), ("a.b.c", True),
                                           ("web1\n", False), ("", False), ("a..b", False)])
 def test_valid_hostname(name: str, ok: bool) -> None:
     assert valid_hostname(name) is ok
+
+
+def test_option_names_are_case_insensitive_as_in_the_go_fork() -> None:
+    opts = NetworkOptions.from_generic({"Bridge": "br0", "PROPAGATE_DNS": "true",
+                                        "Lease_Timeout": "5s"})
+    assert (opts.bridge, opts.propagate_dns, opts.lease_timeout_s) == ("br0", True, 5.0)
+    with pytest.raises(OptionError, match="option bridge is given twice"):
+        NetworkOptions.from_generic({"bridge": "br0", "BRIDGE": "br1"})
+    assert EndpointOptions.from_request({"HostName": "web1"}).hostname == "web1"
+
+
+@pytest.mark.parametrize("value", ["192.168.1.50", " 10.0.0.7 "])
+def test_endpoint_ip_is_an_address_to_ask_for(value: str) -> None:
+    opts = EndpointOptions.from_request({"ip": value})
+    assert str(opts.requested_ip) == value.strip()
+    assert EndpointOptions.from_request({}).requested_ip is None
+
+
+@pytest.mark.parametrize("value", ["192.168.1", "fd00::1", "224.0.0.1", "0.0.0.0",
+                                   "255.255.255.255", "127.0.0.1", "web"])
+def test_endpoint_ip_that_is_no_unicast_address_is_refused(value: str) -> None:
+    with pytest.raises(OptionError, match=r"driver-opt ip=.* is not an IPv4 unicast address: "
+                                          r"give the address to ask the DHCP server for"):
+        EndpointOptions.from_request({"ip": value})

@@ -426,6 +426,15 @@ def test_discover_options_and_flags() -> None:
     assert Opt.HOST_NAME not in discover(xid=1, chaddr=MAC, client_id=CID, host_name="").options
 
 
+def test_discover_can_suggest_an_address() -> None:
+    msg = discover(xid=1, chaddr=MAC, client_id=CID, requested_ip=IP("192.0.2.50"),
+                   rapid_commit=True)
+    assert list(msg.options)[:4] == [53, 61, 50, 80]
+    assert msg.requested_ip == IP("192.0.2.50")
+    assert DhcpMessage.decode(msg.encode()).requested_ip == IP("192.0.2.50")
+    assert Opt.REQUESTED_IP not in discover(xid=1, chaddr=MAC, client_id=CID).options
+
+
 def test_renewing_and_rebinding_have_no_broadcast_flag_even_when_encoded() -> None:
     for factory in (request_renewing, request_rebinding):
         wire = factory(xid=9, chaddr=MAC, client_id=CID, ciaddr=IP("192.0.2.9")).encode()

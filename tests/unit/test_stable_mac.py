@@ -130,3 +130,22 @@ async def test_a_compose_recreate_is_one_identity_twice() -> None:
     # A second event for one container replaces the first look-up.
     starts.look_up("new", lambda: _found("/other", {}, {"net1"}))
     assert await starts.sole({"net1"}) is None
+
+
+@pytest.mark.asyncio
+async def test_an_ambiguous_network_does_not_wait_for_more_lookups() -> None:
+    """A burst: two identities already recorded, more being looked up: no answer can come
+    of waiting, so none is waited for."""
+    starts = PendingStarts()
+    starts.look_up("c1", lambda: _found("/a", {}, {"net1"}))
+    starts.look_up("c2", lambda: _found("/b", {}, {"net1"}))
+    assert await starts.sole({"net1"}) is None
+    never = asyncio.Event()
+
+    async def hangs() -> tuple[str, Mapping[str, str], set[str]]:
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    starts.look_up("c3", hangs)
+    assert await asyncio.wait_for(starts.sole({"net1"}), stable_mac.LOOKUP_WAIT_S / 4) is None
+    await starts.close()

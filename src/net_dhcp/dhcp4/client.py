@@ -292,8 +292,12 @@ async def acquire(
     conflicts: ConflictLimiter | None = None,
     max_declines: int = MAX_DECLINES,
     rapid_commit: bool = True,
+    requested_ip: IPv4Address | None = None,
 ) -> Lease:
     """DISCOVER..ACK within `timeout_s`, probing and declining conflicting addresses.
+
+    `requested_ip` goes into every DISCOVER as option 50 (RFC 2131 4.4.1: the client may
+    suggest an address); the server decides, and what it offers is taken.
 
     With `rapid_commit` each DISCOVER carries option 80 (RFC 4039), and a DHCPACK to it
     that carries option 80 too is the lease, judged, probed and declined like any other
@@ -325,7 +329,8 @@ async def acquire(
         xid = rng.getrandbits(32)
         secs = min(int(loop.time() - started), 0xFFFF)
         discover = codec.discover(xid=xid, chaddr=sock.mac, client_id=client_id,
-                                  host_name=hostname, secs=secs, rapid_commit=rapid_commit)
+                                  host_name=hostname, secs=secs, rapid_commit=rapid_commit,
+                                  requested_ip=requested_ip)
         fsm.move(State.SELECTING)
         got = await _select(sock, discover, hostname=hostname, rapid_commit=rapid_commit,
                             retries=retries, stats=stats)

@@ -684,17 +684,25 @@ def discover(
     broadcast: bool = True,
     secs: int = 0,
     rapid_commit: bool = False,
+    requested_ip: IPv4Address | None = None,
 ) -> DhcpMessage:
-    """DHCPDISCOVER: options 53, 61, [80], 57, [12], 55; ciaddr 0 (RFC 2131 4.4.1).
+    """DHCPDISCOVER: options 53, 61, [50], [80], 57, [12], 55; ciaddr 0 (RFC 2131 4.4.1).
 
     ``rapid_commit`` adds the empty option 80: a server that supports RFC 4039 may then
-    answer with a DHCPACK at once; one that does not ignores the option."""
+    answer with a DHCPACK at once; one that does not ignores the option.
+    ``requested_ip`` adds option 50, the address the client would like (the server may
+    offer another)."""
+    middle: dict[int, bytes] = {}
+    if requested_ip is not None:
+        middle[Opt.REQUESTED_IP] = requested_ip.packed
+    if rapid_commit:
+        middle[Opt.RAPID_COMMIT] = b""
     return _build(
         MessageType.DISCOVER,
         xid=xid,
         chaddr=chaddr,
         client_id=client_id,
-        middle={Opt.RAPID_COMMIT: b""} if rapid_commit else {},
+        middle=middle,
         host_name=host_name,
         params=params,
         max_size=True,
