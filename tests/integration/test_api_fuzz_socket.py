@@ -93,7 +93,9 @@ GENERATED = BATCH * EXAMPLES
 """Requests the hypothesis part sends; the scripts and the extras come on top."""
 SCRIPT_EVERY = 25
 """Every SCRIPT_EVERY-th batch also runs a lifecycle script (real DHCP): 20 per run."""
-TIME_LIMIT_S = 90.0
+HANG_LIMIT_S = 300.0
+"""A hang guard, not a speed target (speed is the bench's job): the fuzz takes 50-95 s on
+the 2-core CI machine depending on its load, and a plugin that stalls takes far longer."""
 REPLY_TIMEOUT_S = 60.0
 NOWHERE = "net-dhcp-fuzz-nowhere"
 """A valid network ID that is never created: valid CreateEndpoints are sent to it."""
@@ -725,7 +727,7 @@ def test_fuzzed_requests_over_the_socket_leave_the_real_plugin_sound(lan: LanFac
         failures.append("ERROR or traceback logged:\n" + "\n".join(map(_shown, logs.bad)))
     assert not failures, "\n\n".join(failures)
     assert tally.statuses.total() >= GENERATED
-    assert tally.fuzz_s < TIME_LIMIT_S
+    assert tally.fuzz_s < HANG_LIMIT_S
     # Both sides were exercised.
     assert tally.statuses[200] >= GENERATED // 10
     assert tally.statuses[400] >= GENERATED // 10

@@ -40,7 +40,9 @@ from tests.unit.test_api import FakeDriver
 BATCH = 5
 EXAMPLES = 2000
 REQUESTS = BATCH * EXAMPLES
-TIME_LIMIT_S = 60.0
+HANG_LIMIT_S = 300.0
+"""A hang guard, not a speed target (speed is the bench's job): a slow or loaded CI
+machine must not fail this test; a decoder or handler that loops does."""
 CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
 HUGE = "\x00huge-int\x00"
 """Placeholder in a generated body, replaced by a 5000-digit integer once encoded
@@ -313,7 +315,7 @@ def test_fuzzed_requests_always_get_json_and_typed_driver_calls() -> None:
         finally:
             runner.run(client.close())
     assert statuses.total() >= REQUESTS
-    assert time.monotonic() - started < TIME_LIMIT_S
+    assert time.monotonic() - started < HANG_LIMIT_S
     # Both sides were exercised: accepted requests and refused ones of every kind.
     assert statuses[200] >= REQUESTS // 10
     assert statuses[400] >= REQUESTS // 10

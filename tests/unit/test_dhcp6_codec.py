@@ -749,7 +749,9 @@ def test_repeated_options_first_wins() -> None:
 # -- fuzz ---------------------------------------------------------------------------------------
 
 EXAMPLES = 3000
-TIME_LIMIT_S = 60.0
+HANG_LIMIT_S = 300.0
+"""A hang guard, not a speed target (speed is the bench's job): a slow or loaded CI
+machine must not fail this test; a decoder or handler that loops does."""
 RAW = [load_hex6(what) for what in FIXTURE_NAMES]
 INTERESTING_CODES = [1, 2, 3, 5, 7, 8, 13, 14, 23, 24, 39, 82, 0, 0xFFFF]
 ACCESSORS = ("client_id", "server_id", "status", "preference", "rapid_commit", "dns_servers",
@@ -918,7 +920,7 @@ def test_fuzz_only_codec_error_escapes() -> None:
         exercise(raw, seen)
     total = seen["decoded"] + seen["decode: CodecError"]
     assert total >= EXAMPLES
-    assert time.monotonic() - started < TIME_LIMIT_S
+    assert time.monotonic() - started < HANG_LIMIT_S
     # Every branch was reached: a strategy that stopped producing (say) decodable messages with
     # an IA_NA would fail here instead of fuzzing nothing.
     assert seen["decoded"] >= total // 4, seen
