@@ -109,8 +109,10 @@ class PlayedDocker:
         c.address6 = iface.get("AddressIPv6", "")
         return c
 
-    def join(self, c: Container) -> None:
-        """Join, then what dockerd does with the interface: move, rename, address, up."""
+    def join(self, c: Container, *, program: bool = False) -> None:
+        """Join, then what dockerd does with the interface: move, rename, address, up; with
+        `program`, then ProgramExternalConnectivity, as Docker 28+ sends it for the
+        gateway endpoint at that point (Docker <= 27 sends it before the move)."""
         reply = self.call("Join", {**c.ids(), "SandboxKey": c.sandbox, "Options": {}})
         c.src_name = reply["InterfaceName"]["SrcName"]
         c.gateway = reply.get("Gateway")
@@ -126,12 +128,14 @@ class PlayedDocker:
             sh("ip", "-n", c.netns, "-6", "route", "add", "default", "via", c.gateway6,
                "dev", "eth0")
         c.joined = True
+        if program:
+            self.call("ProgramExternalConnectivity", {**c.ids(), "Options": {}})
 
     def start(self, net_id: str, *, options: dict[str, str] | None = None,
-              mac: str | None = None) -> Container:
-        """`docker run`: CreateEndpoint, Join, hand-over."""
+              mac: str | None = None, program: bool = False) -> Container:
+        """`docker run`: CreateEndpoint, Join, hand-over (see join for `program`)."""
         c = self.create(net_id, options=options, mac=mac)
-        self.join(c)
+        self.join(c, program=program)
         return c
 
     def stop(self, c: Container) -> None:

@@ -119,7 +119,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -664,6 +664,41 @@ class DhcpLan(_LogFile):
                 if a.get("family") == "inet6" and a.get("scope") == "link":
                     return str(a["local"])
         raise LabError(f"{self.server_if} in {self.netns} has no IPv6 link-local address")
+
+    @contextlib.contextmanager
+    def router_advert_storm(self, every_s: float = 0.001) -> Iterator[None]:
+        """While in the block, the server's ``lan0`` sends a Router Advertisement (router
+        lifetime 1800 s, no options) to all-nodes every `every_s`: an RA is on the LAN at
+        any moment a container's interface comes up. Only inside the lab's namespace."""
+        code = (
+            "import socket, struct, time\n"
+            "ra = struct.pack('!BBHBBHII', 134, 0, 0, 64, 0x80, 1800, 0, 0)\n"
+            "s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)\n"
+            f"s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b'{self.server_if}')\n"
+            "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)\n"
+            f"to = ('ff02::1', 0, 0, socket.if_nametoindex('{self.server_if}'))\n"
+            "s.sendto(ra, to)\n"
+            "print('sending', flush=True)\n"
+            "while True:\n"
+            f"    time.sleep({every_s})\n"
+            "    s.sendto(ra, to)\n"
+        )
+        proc = subprocess.Popen(["ip", "netns", "exec", self.netns, sys.executable, "-c", code],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert proc.stdout is not None
+            assert proc.stderr is not None
+            if proc.stdout.readline() != b"sending\n":  # the first RA went, or it died
+                proc.wait(timeout=10)
+                raise LabError(f"the RA sender exited {proc.returncode}: "
+                               f"{_text(proc.stderr.read())}")
+            yield
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
 
     # -- dnsmasq
 

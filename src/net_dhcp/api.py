@@ -107,6 +107,7 @@ class DriverLike(Protocol):
     async def endpoint_oper_info(self, req: EndpointRequest) -> Reply: ...
     async def delete_endpoint(self, req: EndpointRequest) -> Reply: ...
     async def join(self, req: JoinRequest) -> Reply: ...
+    async def program_external_connectivity(self, req: EndpointRequest) -> Reply: ...
     async def leave(self, req: EndpointRequest) -> Reply: ...
 
 
@@ -140,7 +141,8 @@ def handlers(driver: DriverLike) -> dict[str, Route[Any]]:
         "NetworkDriver.Leave": Route(parse_endpoint, driver.leave),
         "NetworkDriver.DiscoverNew": Route(parse_empty, _const({})),
         "NetworkDriver.DiscoverDelete": Route(parse_empty, _const({})),
-        "NetworkDriver.ProgramExternalConnectivity": Route(parse_endpoint, _const({})),
+        "NetworkDriver.ProgramExternalConnectivity": Route(
+            parse_endpoint, driver.program_external_connectivity),
         "NetworkDriver.RevokeExternalConnectivity": Route(parse_endpoint, _const({})),
     }
 

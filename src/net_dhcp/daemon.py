@@ -190,6 +190,11 @@ class AfterAdoption:
         await self._adopted()
         return await self.driver.leave(req)
 
+    async def program_external_connectivity(self, req: EndpointRequest) -> dict[str, Any]:
+        """Driver.program_external_connectivity, once re-adopted (it follows a Join)."""
+        await self._adopted()
+        return await self.driver.program_external_connectivity(req)
+
 
 async def _adopt_then_reconcile(reconciler: Reconciler, listening: asyncio.Event) -> None:
     """Once the socket is `listening`, re-adopt the stored endpoints, then start the Docker

@@ -20,7 +20,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6
 from pathlib import Path
 from typing import Any
 
-from . import metrics, netlink, sandbox, stable_mac, validate
+from . import metrics, netlink, route6, sandbox, stable_mac, validate
 from .acd import probe as acd
 from .attach import choose
 from .attach.base import Attachment
@@ -485,6 +485,18 @@ class Driver:
             metrics.exchanged("6", stats)
         return router.on_link(lease, ra)
 
+    async def program_external_connectivity(self, req: EndpointRequest) -> dict[str, Any]:
+        """Docker 28+ sends this for the container's gateway endpoint once its interface is
+        up in the container, before the process starts: the moment for the IPv6 default
+        route (route6.py). Earlier engines send it before the interface moves: nothing to
+        do then, the keeper adds the route when it attaches."""
+        await self.teardowns.wait([req.endpoint_id])
+        ep = self.registry.endpoints.get(req.endpoint_id)
+        if ep is not None and ep.lease6 is not None and ep.sandbox:
+            await route6.add_default(f"endpoint {ep.id[:12]}", ep.sandbox, ep.iface_mac,
+                                     ep.lease6.router)
+        return {}
+
     async def endpoint_oper_info(self, req: EndpointRequest) -> dict[str, Any]:
         """Docker ignores the value; answer fast with what we know (after any work still
         owed to an earlier call for the endpoint, as every call for it does)."""
@@ -536,8 +548,7 @@ class Driver:
         }
         if gateway is not None and gateway in lease.address.network:
             reply["Gateway"] = str(gateway)
-        if ep.lease6 is not None and ep.lease6.router is not None:
-            reply["GatewayIPv6"] = str(ep.lease6.router)
+        # No GatewayIPv6, on purpose: route6.py says why, and adds the route itself.
         if routes:
             reply["StaticRoutes"] = routes
         async with ep.lock:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
-from . import metrics, netlink, resolv, sandbox
+from . import metrics, netlink, resolv, route6, sandbox
 from .acd import probe as acd
 from .attach import choose
 from .attach.base import Attachment
@@ -374,6 +374,9 @@ class LeaseSupervisor:
             except OSError as err:
                 LOG.warning("endpoint %s: sandbox %s is gone (%s)", ep.id[:12], where, err)
                 return None
+            if ep.lease6 is not None:  # first: the container may be starting this moment
+                await route6.add_default(f"endpoint {ep.id[:12]}", where, ep.iface_mac,
+                                         ep.lease6.router)
             try:
                 sock = await netlink.run_in_netns(
                     where, functools.partial(open_dhcp_socket, ifname, with_sink=True))

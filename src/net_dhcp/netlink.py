@@ -108,6 +108,38 @@ async def run_in_netns(path: str | None, fn: Callable[[], T]) -> T:
     return await fut
 
 
+RTMGRP_LINK = 0x1
+RTMGRP_IPV4_IFADDR = 0x10
+
+
+def open_link_events() -> socket.socket:
+    """A non-blocking rtnetlink socket in this thread's namespace that becomes readable
+    when a link or an IPv4 address there changes (the messages are only a wake-up: read
+    and drop them). It stays in that namespace whichever thread reads it."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+    try:
+        sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def drain(sock: socket.socket) -> None:
+    """Read and drop whatever `sock` (non-blocking) holds; an overrun (ENOBUFS) is fine:
+    the caller looks at the state itself."""
+    while True:
+        try:
+            if not sock.recv(65536):
+                return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as err:
+            if err.errno != errno.ENOBUFS:
+                raise
+
+
 def is_netns(path: str) -> bool:
     """True when `path` is a mounted network namespace (not just a placeholder file)."""
     return netns_inode(path) is not None
@@ -749,6 +781,28 @@ def apply_lease6_by_mac(mac: str, old: IPv6Interface | None, new: IPv6Interface,
             _del_address6(ipr, index, old)
         if router is not None:
             ipr.route("replace", family=AF_INET6, dst="::/0", gateway=str(router), oif=index)
+
+
+def add_default_route6_by_mac(mac: str, router: IPv6Address) -> bool | None:
+    """Give the interface with this MAC an IPv6 default route via `router` unless the
+    namespace has one already (True: added, False: one was there, None: the interface is
+    not up yet, nothing done). Never a replace: a default route that is there came from the
+    kernel's own RA handling (on this link or another), or from Docker for another
+    network, and is theirs. OSError if there is no such interface."""
+    with IPRoute() as ipr:
+        found = find_link_by_mac(ipr, mac)
+        if found is None:
+            raise OSError(errno.ENODEV, f"no interface with MAC {mac}")
+        if not link_is_up(ipr, found[0]):
+            return None
+        try:
+            # An exclusive add: any ::/0 at this metric, whatever its next hop, is EEXIST.
+            ipr.route("add", family=AF_INET6, dst="::/0", gateway=str(router), oif=found[0])
+        except PyNetlinkError as err:
+            if err.code != errno.EEXIST:
+                raise
+            return False
+        return True
 
 
 def _del_address6(ipr: Any, index: int, address: IPv6Interface) -> None:

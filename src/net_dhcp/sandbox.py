@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from ipaddress import IPv4Address
+import socket
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path, PurePath
 
 from . import netlink
@@ -19,8 +20,9 @@ from .dhcp6.lease import Lease6
 LOG = logging.getLogger(__name__)
 
 IFACE_WAIT_S = 60.0
-IFACE_POLL_FIRST_S = 0.02
 IFACE_POLL_MAX_S = 0.25
+NETNS_POLL_FIRST_S = 0.004
+NETNS_POLL_MAX_S = 0.05
 
 
 def local_path(sandbox_key: str | None, netns_dir: Path | None) -> str | None:
@@ -48,15 +50,26 @@ async def wait_for_iface(sandbox: str, mac: str, lease: Lease,
 
     Docker's order varies by version (the address may be set before the rename), so the
     interface counts as ready only once it is up, has the leased address and no longer
-    carries its host-side name `not_named`. TimeoutError after IFACE_WAIT_S; OSError
-    if the namespace cannot be entered.
+    carries its host-side name `not_named`. Until the namespace is mounted (Docker <= 27
+    mounts it in its prestart hook) only the path is looked at, cheaply; then the
+    interface is looked at again at each link or address change there (and at least every
+    IFACE_POLL_MAX_S), so what waits for it (the IPv6 default route, route6.py) follows
+    Docker within milliseconds. TimeoutError after IFACE_WAIT_S; OSError if the namespace
+    cannot be entered.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + IFACE_WAIT_S
-    delay = IFACE_POLL_FIRST_S
+    wait = NETNS_POLL_FIRST_S
+    while not netlink.is_netns(sandbox):
+        if loop.time() >= deadline:
+            raise TimeoutError
+        await asyncio.sleep(wait)
+        wait = min(wait * 1.25, NETNS_POLL_MAX_S)
+    events = await netlink.run_in_netns(sandbox, netlink.open_link_events)
     look = functools.partial(netlink.ready_link, mac, lease.address, not_named)
-    while True:
-        if netlink.is_netns(sandbox):
+    try:
+        while True:
+            netlink.drain(events)  # before looking: a change after the look wakes us
             try:
                 found = await netlink.run_in_netns(sandbox, look)
             except OSError:
@@ -66,10 +79,30 @@ async def wait_for_iface(sandbox: str, mac: str, lease: Lease,
                 found = None
             if found is not None:
                 return found
-        if loop.time() >= deadline:
-            raise TimeoutError
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, IFACE_POLL_MAX_S)
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError
+            await _readable(events, min(left, IFACE_POLL_MAX_S))
+    finally:
+        events.close()
+
+
+async def _readable(sock: socket.socket, timeout: float) -> None:
+    """Return when `sock` is readable or after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(sock.fileno(), wake)
+    try:
+        await asyncio.wait_for(ready, timeout)
+    except TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(sock.fileno())
 
 
 async def apply(sandbox: str, mac: str, old: Lease | None, new: Lease, *,
@@ -93,6 +126,14 @@ async def apply6(sandbox: str, mac: str, old: Lease6 | None, new: Lease6) -> Non
     await netlink.run_in_netns(sandbox, functools.partial(
         netlink.apply_lease6_by_mac, mac, old.interface if old else None, new.interface,
         new.router))
+
+
+async def default_route6(sandbox: str, mac: str, router: IPv6Address) -> bool | None:
+    """An IPv6 default route via `router` on the container's interface, unless the
+    container has one already (True: added, False: one was there, None: the interface is
+    not up yet)."""
+    return await netlink.run_in_netns(sandbox, functools.partial(
+        netlink.add_default_route6_by_mac, mac, router))
 
 
 async def unapply6(sandbox: str, mac: str, old: Lease6) -> None:

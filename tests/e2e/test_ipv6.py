@@ -16,6 +16,9 @@ from tests.lab import DockerdHandle, Plugin, random_mac, tool, wait_until
 
 RENEW6_WAIT_S = 90.0
 SHOW6 = "ip -6 addr show dev eth0 scope global; ip -6 route show default"
+FIRST6 = ("i=0; until ip -6 route show default | grep -q default || [ $i -ge 5000 ]; "
+          "do i=$((i+1)); done; echo looks=$i; " + SHOW6)
+"""The container's first instruction: how many looks until it has an IPv6 default route."""
 
 
 def addr6_of(output: str) -> tuple[str, int]:
@@ -29,10 +32,13 @@ def duid_of(mac: str) -> str:
 
 
 def test_dual_stack_container_gets_both_families_from_the_lan(
-        lan: LanFactory, docker_cleanup: DockerCleanup, image: str) -> None:
+        dockerd: DockerdHandle, lan: LanFactory, docker_cleanup: DockerCleanup,
+        image: str) -> None:
     """-o ipv6=true: an IPv4 and an IPv6 lease, the /64 and the default route via the
     router's link-local address from its RA, IPv6 reachability; a reserved MAC gets its
-    reserved IPv6 address; stop releases the IPv6 lease too."""
+    reserved IPv6 address; stop releases the IPv6 lease too. The plugin adds the default
+    route itself (route6.py): on Docker 28 before the container's process starts, on
+    20.10 as the interface comes up (within milliseconds, best effort: printed)."""
     mac = random_mac()
     lab = lan(ipv6=True)
     reserved6 = lab.address6(0x42)
@@ -50,16 +56,42 @@ def test_dual_stack_container_gets_both_families_from_the_lan(
     assert lab.in_range(v4.split()[3].split("/")[0]), v4
     assert any(le.ip == reserved6 and le.duid == duid_of(mac) for le in lab.leases6())
 
-    other = docker_cleanup.run(image, "sh", "-c", SHOW6, network=net)
+    other = docker_cleanup.run(image, "sh", "-c", FIRST6, network=net)
     ip6, plen = addr6_of(other.stdout)
     assert lab.in_range6(ip6), ip6
     assert plen == 64
+    assert f"default via {lab.server_link_local} dev eth0" in other.stdout, other.stdout
+    looks = int(re.search(r"looks=(\d+)", other.stdout).group(1))  # type: ignore[union-attr]
+    print(f"{dockerd.engine.name}: IPv6 default route after {looks} looks")
+    if dockerd.engine.name == "28.5":
+        assert looks == 0, "Docker 28: the route is added before the process starts"
 
     since = lab.log_offset()
     docker_cleanup.docker("rm", "-f", c.name)
     lab.wait_for_log(rf"DHCPRELEASE\(\S+\) {re.escape(duid_of(mac))}", timeout=15,
                      since=since)
     wait_until(lambda: our_veths(lab.bridge) == [], 30, "every veth to be removed")
+
+
+def test_router_advertisements_while_containers_start_never_fail_a_start(
+        lan: LanFactory, docker_cleanup: DockerCleanup, image: str) -> None:
+    """An RA that reaches a container between Docker bringing its interface up and adding
+    the gateway used to give it a default route first; Docker's exclusive add then failed
+    the start ("failed to set IPv6 gateway ...: file exists", seen in CI on 20.10). Under
+    this storm 5 starts of 5 failed on 20.10 and 3 of 5 on 28.5 before the plugin took the
+    route over from Docker (route6.py). With an RA every millisecond: every start
+    succeeds, and each container has one IPv6 default route, via the router."""
+    lab = lan(ipv6=True)
+    net = docker_cleanup.net_create(lab.bridge, options={"ipv6": "true"})
+    router = lab.server_link_local
+    with lab.router_advert_storm():
+        names = [docker_cleanup.run(image, "sleep", "300", network=net, detach=True).name
+                 for _ in range(4)]
+    for name in names:
+        out = docker_cleanup.docker("exec", name, "ip", "-6", "route", "show",
+                                    "default").stdout
+        assert out.count("default") == 1, out
+        assert f"default via {router} dev eth0" in out, out
 
 
 def test_a_mac_reservation_holds_when_the_server_cannot_resolve_the_client(

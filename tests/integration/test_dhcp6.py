@@ -1,7 +1,7 @@
 """IPv6 for real, without dockerd: the plugin (its own process) on a lab LAN where dnsmasq
 serves DHCPv6 and sends router advertisements; dockerd's calls are played over the
 plugin's socket (tests/dockerplay.py), which configures the container's IPv6 the way
-Docker does (the address without DAD, the default route via GatewayIPv6).
+Docker does (the address without DAD; the plugin adds the IPv6 default route itself).
 
 dnsmasq cannot shorten DHCPv6 T1 below half its 2-minute minimum lease, so the one test
 that waits for an IPv6 renewal waits up to RENEW6_WAIT_S.
@@ -45,6 +45,32 @@ def duid_of(mac: str) -> str:
     return "00:03:00:01:" + mac.lower()
 
 
+def test_the_plugin_adds_the_ipv6_default_route_and_leaves_one_that_is_there(
+        rig: Rig) -> None:
+    """Join returns no GatewayIPv6 (route6.py says why). ProgramExternalConnectivity after
+    the hand-over (Docker 28's order) adds the default route via the RA's router before
+    it answers; a container that has an IPv6 default route already (here via another
+    interface, as another network or the kernel's RA handling gives one) keeps it as it
+    is, and gets no second one."""
+    lab, docker = rig.lab, rig.docker
+    net = docker.create_network(lab.bridge, ipv6="true")
+    c = docker.start(net, program=True)
+    shown = sh("ip", "-n", c.netns, "-6", "route", "show", "default").stdout
+    assert c.gateway6 is None
+    assert f"default via {lab.server_link_local} dev eth0" in shown, shown
+
+    other = docker.create(net)
+    sh("ip", "-n", other.netns, "link", "add", "d0", "type", "veth", "peer", "name", "d1")
+    for end in ("d0", "d1"):  # the other end up too, for d0's carrier
+        sh("ip", "-n", other.netns, "link", "set", end, "up")
+    sh("ip", "-n", other.netns, "-6", "route", "add", "default", "dev", "d0")
+    docker.join(other, program=True)
+    assert rig.plugin.wait_for_log(rf"endpoint {other.endpoint_id[:12]}: IPv6 default route "
+                                   r"via \S+ already there", timeout=10)
+    shown = sh("ip", "-n", other.netns, "-6", "route", "show", "default").stdout
+    assert shown.split() == ["default", "dev", "d0", "metric", "1024", "pref", "medium"], shown
+
+
 def test_dual_stack_container_keeps_both_families_through_a_plugin_crash(rig: Rig) -> None:
     """One container on an ipv6=true network: an IPv4 and an IPv6 lease from dnsmasq, the
     /64 and the router from the RA, reachable over IPv6; the plugin is SIGKILLed and
@@ -58,7 +84,10 @@ def test_dual_stack_container_keeps_both_families_through_a_plugin_crash(rig: Ri
     ip6, _, plen = c.address6.partition("/")
     assert lab.in_range6(ip6), c.address6
     assert plen == "64", f"the RA's on-link prefix gives the length: {c.address6}"
-    assert c.gateway6 == lab.server_link_local, (c.gateway6, lab.server_link_local)
+    assert c.gateway6 is None, "Docker must not add the IPv6 gateway (Driver.join says why)"
+    wait_until(lambda: f"default via {lab.server_link_local} dev eth0" in sh(
+        "ip", "-n", c.netns, "-6", "route", "show", "default").stdout, 10,
+        "the keeper to add the IPv6 default route via the RA's router")
     assert docker.eth0_addresses(c, 6) == [c.address6]
     lease6 = lab.wait_for_lease6(ip=ip6)
     assert lease6.duid == duid_of(c.mac), lease6

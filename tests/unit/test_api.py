@@ -90,6 +90,9 @@ class FakeDriver:
     async def leave(self, req: EndpointRequest) -> dict[str, Any]:
         return await self._call("leave", req, {})
 
+    async def program_external_connectivity(self, req: EndpointRequest) -> dict[str, Any]:
+        return await self._call("program_external_connectivity", req, {})
+
 
 @pytest_asyncio.fixture
 async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
@@ -228,6 +231,7 @@ async def test_typed_requests_reach_the_driver(fake_client: TestClient[Any, Any]
         "create_network": CreateNetworkRequest, "create_endpoint": CreateEndpointRequest,
         "join": JoinRequest, "endpoint_oper_info": EndpointRequest, "leave": EndpointRequest,
         "delete_endpoint": EndpointRequest, "delete_network": NetworkRequest,
+        "program_external_connectivity": EndpointRequest,
     }
     assert by_name["create_endpoint"][0] == CreateEndpointRequest(
         network_id="b9f8e3f608a84ca4d8a1097225afe8081bd45f2c21d60cb95967f45b6b6525a1",

@@ -56,11 +56,13 @@ DRIVER_CALL = {  # method -> (FakeDriver method, request type)
     "NetworkDriver.DeleteEndpoint": ("delete_endpoint", EndpointRequest),
     "NetworkDriver.Join": ("join", JoinRequest),
     "NetworkDriver.Leave": ("leave", EndpointRequest),
+    "NetworkDriver.ProgramExternalConnectivity": ("program_external_connectivity",
+                                                  EndpointRequest),
 }
 CONSTANT_METHODS = [
     "Plugin.Activate", "NetworkDriver.GetCapabilities", "NetworkDriver.AllocateNetwork",
     "NetworkDriver.FreeNetwork", "NetworkDriver.DiscoverNew", "NetworkDriver.DiscoverDelete",
-    "NetworkDriver.ProgramExternalConnectivity", "NetworkDriver.RevokeExternalConnectivity",
+    "NetworkDriver.RevokeExternalConnectivity",
 ]
 METHODS = [*DRIVER_CALL, *CONSTANT_METHODS]
 

@@ -451,6 +451,7 @@ class _NoStatusDriver:
     async def delete_endpoint(self, req: object) -> dict[str, Any]: return {}
     async def join(self, req: object) -> dict[str, Any]: return {}
     async def leave(self, req: object) -> dict[str, Any]: return {}
+    async def program_external_connectivity(self, req: object) -> dict[str, Any]: return {}
 
 
 class _StatusDriver(_NoStatusDriver):
