@@ -109,11 +109,14 @@ class PlayedDocker:
         c.address6 = iface.get("AddressIPv6", "")
         return c
 
-    def join(self, c: Container, *, program: bool = False) -> None:
-        """Join, then what dockerd does with the interface: move, rename, address, up; with
-        `program`, then ProgramExternalConnectivity, as Docker 28+ sends it for the
-        gateway endpoint at that point (Docker <= 27 sends it before the move)."""
+    def join(self, c: Container, *, program: str | None = None) -> None:
+        """Join, then what dockerd does with the interface: move, rename, address, up.
+        ProgramExternalConnectivity, which Docker sends for the gateway endpoint: with
+        `program="before"` right after Join (Docker <= 27), with "after" once the interface
+        is up (Docker 28+)."""
         reply = self.call("Join", {**c.ids(), "SandboxKey": c.sandbox, "Options": {}})
+        if program == "before":
+            self.call("ProgramExternalConnectivity", {**c.ids(), "Options": {}})
         c.src_name = reply["InterfaceName"]["SrcName"]
         c.gateway = reply.get("Gateway")
         c.gateway6 = reply.get("GatewayIPv6")
@@ -128,11 +131,11 @@ class PlayedDocker:
             sh("ip", "-n", c.netns, "-6", "route", "add", "default", "via", c.gateway6,
                "dev", "eth0")
         c.joined = True
-        if program:
+        if program == "after":
             self.call("ProgramExternalConnectivity", {**c.ids(), "Options": {}})
 
     def start(self, net_id: str, *, options: dict[str, str] | None = None,
-              mac: str | None = None, program: bool = False) -> Container:
+              mac: str | None = None, program: str | None = None) -> Container:
         """`docker run`: CreateEndpoint, Join, hand-over (see join for `program`)."""
         c = self.create(net_id, options=options, mac=mac)
         self.join(c, program=program)

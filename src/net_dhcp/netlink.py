@@ -785,15 +785,13 @@ def apply_lease6_by_mac(mac: str, old: IPv6Interface | None, new: IPv6Interface,
 
 def add_default_route6_by_mac(mac: str, router: IPv6Address) -> bool | None:
     """Give the interface with this MAC an IPv6 default route via `router` unless the
-    namespace has one already (True: added, False: one was there, None: the interface is
-    not up yet, nothing done). Never a replace: a default route that is there came from the
-    kernel's own RA handling (on this link or another), or from Docker for another
-    network, and is theirs. OSError if there is no such interface."""
+    namespace has one already (True: added, False: one was there, None: no such interface
+    here, or it is not up yet: nothing done). Never a replace: a default route that is
+    there came from the kernel's own RA handling (on this link or another), or from Docker
+    for another network, and is theirs."""
     with IPRoute() as ipr:
         found = find_link_by_mac(ipr, mac)
-        if found is None:
-            raise OSError(errno.ENODEV, f"no interface with MAC {mac}")
-        if not link_is_up(ipr, found[0]):
+        if found is None or not link_is_up(ipr, found[0]):
             return None
         try:
             # An exclusive add: any ::/0 at this metric, whatever its next hop, is EEXIST.

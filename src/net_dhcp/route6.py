@@ -28,7 +28,7 @@ from . import netlink, sandbox
 LOG = logging.getLogger(__name__)
 
 _SAID = {True: "added", False: "already there (left as it is)",
-         None: "not added yet: the interface is not up"}
+         None: "not added yet: the interface is not in the container, or not up"}
 
 
 async def add_default(name: str, where: str, mac: str, router: IPv6Address | None) -> bool:

@@ -131,7 +131,7 @@ async def apply6(sandbox: str, mac: str, old: Lease6 | None, new: Lease6) -> Non
 async def default_route6(sandbox: str, mac: str, router: IPv6Address) -> bool | None:
     """An IPv6 default route via `router` on the container's interface, unless the
     container has one already (True: added, False: one was there, None: the interface is
-    not up yet)."""
+    not there or not up yet)."""
     return await netlink.run_in_netns(sandbox, functools.partial(
         netlink.add_default_route6_by_mac, mac, router))
 

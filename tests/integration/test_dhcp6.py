@@ -47,25 +47,34 @@ def duid_of(mac: str) -> str:
 
 def test_the_plugin_adds_the_ipv6_default_route_and_leaves_one_that_is_there(
         rig: Rig) -> None:
-    """Join returns no GatewayIPv6 (route6.py says why). ProgramExternalConnectivity after
-    the hand-over (Docker 28's order) adds the default route via the RA's router before
-    it answers; a container that has an IPv6 default route already (here via another
-    interface, as another network or the kernel's RA handling gives one) keeps it as it
-    is, and gets no second one."""
-    lab, docker = rig.lab, rig.docker
+    """Join returns no GatewayIPv6 (route6.py says why). When ProgramExternalConnectivity
+    after the hand-over (Docker 28's order) is answered, the default route via the RA's
+    router is there. Sent before the interface moves (Docker <= 27's order) it does
+    nothing and says nothing wrong; the keeper adds the route as the interface comes up.
+    A container that has an IPv6 default route already (here via another interface, as
+    another network or the kernel's RA handling gives one) keeps it as it is, and gets no
+    second one."""
+    lab, docker, plugin = rig.lab, rig.docker, rig.plugin
     net = docker.create_network(lab.bridge, ipv6="true")
-    c = docker.start(net, program=True)
+    offset = plugin.log_offset()
+    c = docker.start(net, program="after")
     shown = sh("ip", "-n", c.netns, "-6", "route", "show", "default").stdout
     assert c.gateway6 is None
     assert f"default via {lab.server_link_local} dev eth0" in shown, shown
+
+    early = docker.start(net, program="before")
+    wait_until(lambda: f"default via {lab.server_link_local} dev eth0" in sh(
+        "ip", "-n", early.netns, "-6", "route", "show", "default").stdout, 10,
+        "the keeper to add the IPv6 default route")
+    assert "could not add the IPv6 default route" not in plugin.log(since=offset)
 
     other = docker.create(net)
     sh("ip", "-n", other.netns, "link", "add", "d0", "type", "veth", "peer", "name", "d1")
     for end in ("d0", "d1"):  # the other end up too, for d0's carrier
         sh("ip", "-n", other.netns, "link", "set", end, "up")
     sh("ip", "-n", other.netns, "-6", "route", "add", "default", "dev", "d0")
-    docker.join(other, program=True)
-    assert rig.plugin.wait_for_log(rf"endpoint {other.endpoint_id[:12]}: IPv6 default route "
+    docker.join(other, program="after")
+    assert plugin.wait_for_log(rf"endpoint {other.endpoint_id[:12]}: IPv6 default route "
                                    r"via \S+ already there", timeout=10)
     shown = sh("ip", "-n", other.netns, "-6", "route", "show", "default").stdout
     assert shown.split() == ["default", "dev", "d0", "metric", "1024", "pref", "medium"], shown
