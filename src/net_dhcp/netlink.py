@@ -764,8 +764,8 @@ def remove_address_by_mac(mac: str, address: IPv4Interface) -> None:
 def apply_lease6_by_mac(mac: str, old: IPv6Interface | None, new: IPv6Interface,
                         router: IPv6Address | None) -> None:
     """Put IPv6 address `new` on the interface with this MAC in place of `old` (no DAD:
-    the server handed it out), with the default route via `router`; OSError if there is
-    no such interface."""
+    the server handed it out), with the default route via `router` if the container has
+    none (never replaced: route6.py); OSError if there is no such interface."""
     with IPRoute() as ipr:
         found = find_link_by_mac(ipr, mac)
         if found is None:
@@ -780,7 +780,7 @@ def apply_lease6_by_mac(mac: str, old: IPv6Interface | None, new: IPv6Interface,
         if old is not None and old != new:
             _del_address6(ipr, index, old)
         if router is not None:
-            ipr.route("replace", family=AF_INET6, dst="::/0", gateway=str(router), oif=index)
+            _add_default6(ipr, index, router)
 
 
 def add_default_route6_by_mac(mac: str, router: IPv6Address) -> bool | None:
@@ -793,14 +793,20 @@ def add_default_route6_by_mac(mac: str, router: IPv6Address) -> bool | None:
         found = find_link_by_mac(ipr, mac)
         if found is None or not link_is_up(ipr, found[0]):
             return None
-        try:
-            # An exclusive add: any ::/0 at this metric, whatever its next hop, is EEXIST.
-            ipr.route("add", family=AF_INET6, dst="::/0", gateway=str(router), oif=found[0])
-        except PyNetlinkError as err:
-            if err.code != errno.EEXIST:
-                raise
-            return False
-        return True
+        return _add_default6(ipr, found[0], router)
+
+
+def _add_default6(ipr: Any, index: int, router: IPv6Address) -> bool:
+    """An IPv6 default route via `router` on link `index` unless the namespace has one
+    (True: added). An exclusive add: any ::/0 at this metric, whatever its next hop, is
+    EEXIST, so a route that is there (the kernel's from an RA, another network's) stays."""
+    try:
+        ipr.route("add", family=AF_INET6, dst="::/0", gateway=str(router), oif=index)
+    except PyNetlinkError as err:
+        if err.code != errno.EEXIST:
+            raise
+        return False
+    return True
 
 
 def _del_address6(ipr: Any, index: int, address: IPv6Interface) -> None:

@@ -11,7 +11,8 @@ as soon as the interface is up in the container:
 - Docker 28+: at ProgramExternalConnectivity, which comes after the interface is moved,
   addressed and up and before the container's process starts;
 - every engine: when the lease keeper attaches (Docker <= 27 moves the interface later,
-  in its prestart hook, and calls nothing after that).
+  in its prestart hook, and calls nothing after that);
+- when a renewal brings another address (netlink.apply_lease6_by_mac, the same add).
 
 Only where the container has no IPv6 default route yet: one that is there came from the
 kernel's own RA handling (kept and expired by it, as on any LAN host) or from another
