@@ -32,17 +32,16 @@ _SAID = {True: "added", False: "already there (left as it is)",
          None: "not added yet: the interface is not in the container, or not up"}
 
 
-async def add_default(name: str, where: str, mac: str, router: IPv6Address | None) -> bool:
+async def add_default(name: str, where: str, mac: str, router: IPv6Address | None) -> None:
     """Add the IPv6 default route via `router` in the namespace at `where` on the interface
-    with `mac` if it has none; True once the container has one (added now or before).
-    Failures are logged, never raised: the kernel adds the route at the next RA anyway."""
+    with `mac` if it has none. The outcome is logged; failures are never raised: the
+    kernel adds the route at the next RA anyway."""
     if router is None or not netlink.is_netns(where):
-        return False
+        return
     try:
         added = await sandbox.default_route6(where, mac, router)
     except Exception as err:  # noqa: BLE001 - netlink errors, a vanished namespace
         LOG.warning("%s: could not add the IPv6 default route via %s (%s); the container's "
                     "kernel adds one at the router's next advertisement", name, router, err)
-        return False
+        return
     LOG.debug("%s: IPv6 default route via %s %s", name, router, _SAID[added])
-    return added is not None

@@ -40,6 +40,11 @@ def rig(lan: LanFactory) -> Iterator[Rig]:
         yield Rig(lab, plugin, docker)
 
 
+def default_routes6(netns: str) -> str:
+    """`ip -6 route show default` in the played container's namespace."""
+    return sh("ip", "-n", netns, "-6", "route", "show", "default").stdout
+
+
 def duid_of(mac: str) -> str:
     """dnsmasq's spelling of our DUID-LL for `mac`."""
     return "00:03:00:01:" + mac.lower()
@@ -58,14 +63,13 @@ def test_the_plugin_adds_the_ipv6_default_route_and_leaves_one_that_is_there(
     net = docker.create_network(lab.bridge, ipv6="true")
     offset = plugin.log_offset()
     c = docker.start(net, program="after")
-    shown = sh("ip", "-n", c.netns, "-6", "route", "show", "default").stdout
+    shown = default_routes6(c.netns)
     assert c.gateway6 is None
     assert f"default via {lab.server_link_local} dev eth0" in shown, shown
 
     early = docker.start(net, program="before")
-    wait_until(lambda: f"default via {lab.server_link_local} dev eth0" in sh(
-        "ip", "-n", early.netns, "-6", "route", "show", "default").stdout, 10,
-        "the keeper to add the IPv6 default route")
+    wait_until(lambda: f"default via {lab.server_link_local} dev eth0"
+               in default_routes6(early.netns), 10, "the keeper to add the IPv6 default route")
     assert "could not add the IPv6 default route" not in plugin.log(since=offset)
 
     other = docker.create(net)
@@ -76,7 +80,7 @@ def test_the_plugin_adds_the_ipv6_default_route_and_leaves_one_that_is_there(
     docker.join(other, program="after")
     assert plugin.wait_for_log(rf"endpoint {other.endpoint_id[:12]}: IPv6 default route "
                                    r"via \S+ already there", timeout=10)
-    shown = sh("ip", "-n", other.netns, "-6", "route", "show", "default").stdout
+    shown = default_routes6(other.netns)
     assert shown.split() == ["default", "dev", "d0", "metric", "1024", "pref", "medium"], shown
 
 
@@ -94,9 +98,9 @@ def test_dual_stack_container_keeps_both_families_through_a_plugin_crash(rig: Ri
     assert lab.in_range6(ip6), c.address6
     assert plen == "64", f"the RA's on-link prefix gives the length: {c.address6}"
     assert c.gateway6 is None, "Docker must not add the IPv6 gateway (Driver.join says why)"
-    wait_until(lambda: f"default via {lab.server_link_local} dev eth0" in sh(
-        "ip", "-n", c.netns, "-6", "route", "show", "default").stdout, 10,
-        "the keeper to add the IPv6 default route via the RA's router")
+    wait_until(lambda: f"default via {lab.server_link_local} dev eth0"
+               in default_routes6(c.netns), 10,
+               "the keeper to add the IPv6 default route via the RA's router")
     assert docker.eth0_addresses(c, 6) == [c.address6]
     lease6 = lab.wait_for_lease6(ip=ip6)
     assert lease6.duid == duid_of(c.mac), lease6
