@@ -48,9 +48,6 @@ CLIENT_OCTET = 0x06
 """First octet of the client end's MAC: locally administered unicast, not 02 (containers)."""
 HOST_OCTET = 0xFE
 """First octet of the bridge end's MAC: above any real NIC's, so a bridge keeps its MAC."""
-FORWARDING = "3"
-"""brport/state of a bridge port that passes frames (BR_STATE_FORWARDING)."""
-SYS = Path("/sys")
 PROC = Path("/proc")
 
 
@@ -115,22 +112,6 @@ def _create(bridge: str, host_if: str, client_if: str, client_mac: bytes) -> Non
             raise
 
 
-def _forwarding(host_if: str) -> bool:
-    try:
-        return (SYS / "class/net" / host_if / "brport/state").read_text().strip() == FORWARDING
-    except OSError:
-        return False
-
-
-async def _wait_forwarding(host_if: str, deadline: float) -> bool:
-    loop = asyncio.get_running_loop()
-    while not _forwarding(host_if):
-        if loop.time() >= deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
-
-
 def _judge(msg: codec.DhcpMessage, xid: int) -> tuple[IPv4Address, IPv4Address] | None:
     if msg.xid != xid or msg.message_type is not codec.MessageType.OFFER:
         return None
@@ -191,7 +172,8 @@ async def probe(bridge: str, timeout_s: float, *, kind: str = "bridge") -> Probe
     try:
         if kind == "bridge":
             await asyncio.to_thread(_create, bridge, host_if, client_if, client_mac)
-            result.forwarding = await _wait_forwarding(host_if, deadline)
+            result.forwarding = await netlink.wait_passing(
+                host_if, client_if, timeout=max(0.0, deadline - loop.time()))
             if not result.forwarding:
                 return result
         else:

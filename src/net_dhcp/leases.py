@@ -388,6 +388,10 @@ class LeaseSupervisor:
                     LOG.error("endpoint %s: cannot open a DHCP socket on %s in %s: %s; its "
                               "lease is not renewed", ep.id[:12], ifname, where, err)
             else:
+                attachment = self._attachment(ep)
+                if attachment is not None and not await attachment.wait_passing(ep.host_if):
+                    LOG.info("endpoint %s: %s does not pass frames yet; sending anyway",
+                             ep.id[:12], ep.host_if)
                 return ifname, sock
         return None
 
@@ -547,9 +551,9 @@ class LeaseSupervisor:
         from it reaches the LAN: until the kernel's link watch has run for both ends,
         the device drops frames and the bridge port does not forward, without an error."""
         await netlink.set_up(ifname)
-        if not await netlink.wait_forwarding(ep.host_if):
-            LOG.info("endpoint %s: bridge port %s does not forward yet; sending anyway",
-                     ep.id[:12], ep.host_if)
+        if not await netlink.wait_passing(ep.host_if, ifname):
+            LOG.info("endpoint %s: %s and %s do not pass frames yet; sending anyway",
+                     ep.id[:12], ep.host_if, ifname)
 
     async def release6(self, ep: Endpoint, lease: Lease6) -> None:
         """Send a DHCPv6 Release from wherever the container end is now."""

@@ -439,10 +439,17 @@ def _create_veth(host_if: str, cont_if: str, bridge: int | str, mac: str | None,
             if no_dad:
                 # DHCPv6 is sent from the link-local address, which DAD holds back ~1 s.
                 skip_dad(cont_if)
-            ipr.link("set", ifname=cont_if, state="up")
+            host, cont = ipr.link_lookup(ifname=host_if)[0], ipr.link_lookup(ifname=cont_if)[0]
+            ipr.link("set", index=cont, state="up")
+            # The host end's carrier came on just now: the DISCOVER that follows must not
+            # meet a host end that still drops the server's reply.
+            if not _wait_passing(ipr, {host: host_if, cont: cont_if},
+                                 time.monotonic() + UP_WAIT_S):
+                LOG.info("veth %s/%s: the kernel has not made it pass frames within %gs; "
+                         "going on (DHCP retransmits)", host_if, cont_if, UP_WAIT_S)
             if mac:
                 return mac.lower()
-            link = ipr.get_links(ifname=cont_if)[0]
+            link = ipr.get_links(cont)[0]
         except BaseException:
             # Half made: the caller never owned it, so nothing else would delete it.
             with contextlib.suppress(Exception):
@@ -551,23 +558,66 @@ def _set_up(name: str) -> None:
 
 BR_STATE_FORWARDING = "3"
 """/sys/class/net/<port>/brport/state of a bridge port that forwards (linux/if_bridge.h)."""
+PASS_POLL_S = 0.0005
+"""How often _wait_passing looks again: the link watch usually runs within a millisecond."""
 
 
-async def wait_forwarding(port: str, timeout: float = UP_WAIT_S) -> bool:
-    """Wait until bridge port `port` forwards (the bridge learns a port's carrier came
-    back only when the kernel's link watch runs); True if it does, or is no bridge port."""
-    path = Path("/sys/class/net") / port / "brport" / "state"
-    deadline = time.monotonic() + timeout
+def _port_forwards(name: str) -> bool:
+    """Whether host interface `name` forwards as a bridge port; True when it is no bridge
+    port (or is gone): there is then no port state to wait for."""
+    try:
+        state = (Path("/sys/class/net") / name / "brport" / "state").read_text().strip()
+    except OSError:
+        return True
+    return state == BR_STATE_FORWARDING
+
+
+def _wait_passing(ipr: Any, links: dict[int, str], deadline: float) -> bool:
+    """Block until frames pass through every host interface in `links` (index -> name):
+    its operstate is UP and, on a bridge, its port forwards. True then (or when one is
+    gone), False at `deadline` (time.monotonic()).
+
+    When a link's carrier comes on after it was brought up (a veth end whose peer went up
+    later), the link drops every frame sent through it, a bridge's flood included, until
+    the kernel's link watch has run for it: that activates its queue and sets operstate
+    UP. Nothing reports the drop. A bridge port may even say forwarding before that (its
+    state is set as it is added, from an operstate not computed yet), so the port state
+    alone proves nothing. A DHCP reply lost that way costs a retransmission (a second).
+    """
     while True:
-        try:
-            state = path.read_text().strip()
-        except OSError:
-            return True  # gone, or not on a bridge: nothing to wait for
-        if state == BR_STATE_FORWARDING:
+        passing = True
+        for index, name in links.items():
+            try:
+                found = ipr.get_links(index)
+            except PyNetlinkError as err:
+                if err.code != errno.ENODEV:
+                    raise
+                continue  # gone: nothing passes through it, nothing to wait for
+            if found and (_attr(found[0], "IFLA_OPERSTATE") != "UP"
+                          or not _port_forwards(name)):
+                passing = False
+                break
+        if passing:
             return True
         if time.monotonic() >= deadline:
             return False
-        await asyncio.sleep(0.002)
+        time.sleep(PASS_POLL_S)
+
+
+def _wait_passing_by_name(names: tuple[str, ...], timeout: float) -> bool:
+    with IPRoute() as ipr:
+        links = {idx[0]: name for name in names if (idx := ipr.link_lookup(ifname=name))}
+        return _wait_passing(ipr, links, time.monotonic() + timeout)
+
+
+async def wait_passing(*names: str, timeout: float = UP_WAIT_S) -> bool:
+    """Wait until frames pass through these host interfaces (see _wait_passing): e.g. a
+    veth's host end on a bridge after its container end came up. True if they do, or are
+    gone; False after `timeout`."""
+    try:
+        return await asyncio.to_thread(_wait_passing_by_name, names, timeout)
+    except PyNetlinkError as err:
+        raise NetlinkError(f"could not read the state of {'/'.join(names)}: {err}") from err
 
 
 async def set_up(name: str) -> None:

@@ -71,6 +71,12 @@ class Attachment:
         """Host interfaces whose MTU follows the lease (propagate_mtu)."""
         return (host_if,) if host_if == cont_if else (host_if, cont_if)
 
+    async def wait_passing(self, host_if: str) -> bool:
+        """After the container's interface came up in its namespace: wait until the LAN's
+        replies reach it (True), or give up after a second (False). Nothing to wait for
+        unless the host side has a link of its own (bridge mode)."""
+        return True
+
     async def present(self, host_if: str, cont_if: str, sandbox: str | None,
                       link_mac: str) -> bool:
         """Whether the endpoint's interface still exists (else its container is gone).

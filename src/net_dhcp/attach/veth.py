@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from .. import netlink
+from ..errors import NetlinkError
 from .base import Attachment
 
 LOG = logging.getLogger(__name__)
@@ -73,3 +74,12 @@ class VethAttachment(Attachment):
 
     async def remove(self, host_if: str, cont_if: str, what: str) -> None:
         await remove(host_if, cont_if, what)
+
+    async def wait_passing(self, host_if: str) -> bool:
+        # Moving the container end into its namespace took the host end's carrier away;
+        # it came back as Docker brought the container end up there.
+        try:
+            return await netlink.wait_passing(host_if)
+        except NetlinkError as err:
+            LOG.debug("%s: cannot read its state (%s)", host_if, err)
+            return False
