@@ -36,6 +36,7 @@ from .dhcp6.lease import Lease6
 from .dhcp6.sockets import open_dhcp6_socket
 from .diagnose import explain_no_lease, explain_no_lease6
 from .errors import LeaseError, NotFoundError, OptionError
+from .lan_looks import LanLooks
 from .leases import LeaseSupervisor, client_duid, client_identity, wanted_mtu
 from .ndp import dad, router
 from .registry import Endpoint, Network, Registry
@@ -124,6 +125,7 @@ class Driver:
         self.docker_pools: list[tuple[str, IPv4Network]] = []
         self._ids = KeyedLocks()
         self.teardowns = Teardowns()
+        self.lan_looks = LanLooks()
         """Leave's and DeleteEndpoint's work after their reply (teardown.py)."""
         self.netns_dir = netns_dir
         """A managed plugin's mount of the host's Docker netns folder (None: legacy)."""
@@ -321,8 +323,9 @@ class Driver:
                     self._ids.hold(req.endpoint_id)):
             with self.registry.creating(req.endpoint_id, host_if):
                 clock = _Stopwatch()
-                # What Join will need from the bridge (its routes), fetched meanwhile.
-                routes = asyncio.create_task(att.info(),
+                # What Join will need from the bridge (its routes), fetched meanwhile (a
+                # look shared with the other CreateEndpoints of a burst: lan_looks.py).
+                routes = asyncio.create_task(self.lan_looks.info(att),
                                              name=f"bridge-info:{req.endpoint_id[:12]}")
                 try:
                     link_mac = await att.create(req.endpoint_id, mac, ipv6=net.options.ipv6)

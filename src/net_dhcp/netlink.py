@@ -197,9 +197,20 @@ def _route_of(msg: Any) -> Route:
                  IPv4Address(gw) if gw else None)
 
 
+def _lookup(name: str) -> list[int]:
+    """[index] of interface `name` in the calling thread's namespace, [] if there is none,
+    as pyroute2's link_lookup(ifname=) gives it, with one ioctl: link_lookup fetches and
+    decodes the whole link, about a millisecond of CPU that a burst of container starts
+    paid several times per container, while dockerd waits for each CreateEndpoint."""
+    try:
+        return [socket.if_nametoindex(name)]
+    except (OSError, ValueError):
+        return []
+
+
 def _bridge_index(ipr: Any, name: str) -> int:
     """The index of bridge `name`; OptionError if it is missing or not a bridge."""
-    idx = ipr.link_lookup(ifname=name)
+    idx = _lookup(name)
     if not idx:
         raise OptionError(
             f"bridge {name!r} does not exist: create it first (ip link add {name} type "
@@ -219,7 +230,7 @@ def _parent_index(ipr: Any, name: str) -> int:
     """The index of parent interface `name` (macvlan/ipvlan modes); OptionError with the fix
     if it is missing, down, loopback, or a port of a bridge or bond (the kernel refuses
     links on those)."""
-    idx = ipr.link_lookup(ifname=name)
+    idx = _lookup(name)
     if not idx:
         raise OptionError(
             f"parent {name!r} does not exist: give -o parent= the name of the host interface "
@@ -379,9 +390,9 @@ def _sublinks(prefix: str, kind: str, parents: set[str]) -> list[str]:
         return []
     out = []
     with IPRoute() as ipr:
-        lowers = {int(i) for p in parents for i in ipr.link_lookup(ifname=p)}
+        lowers = {int(i) for p in parents for i in _lookup(p)}
         for name in names:
-            for link in ipr.get_links(ifname=name) if ipr.link_lookup(ifname=name) else ():
+            for link in ipr.get_links(ifname=name) if _lookup(name) else ():
                 if _link_kind(link) == kind and _attr(link, "IFLA_LINK") in lowers:
                     out.append(name)
     return out
@@ -439,7 +450,7 @@ def _create_veth(host_if: str, cont_if: str, bridge: int | str, mac: str | None,
             if no_dad:
                 # DHCPv6 is sent from the link-local address, which DAD holds back ~1 s.
                 skip_dad(cont_if)
-            host, cont = ipr.link_lookup(ifname=host_if)[0], ipr.link_lookup(ifname=cont_if)[0]
+            host, cont = _lookup(host_if)[0], _lookup(cont_if)[0]
             ipr.link("set", index=cont, state="up")
             # The host end's carrier came on just now: the DISCOVER that follows must not
             # meet a host end that still drops the server's reply.
@@ -480,7 +491,7 @@ def _set_mtu(names: tuple[str, ...], mtu: int) -> list[str]:
     with IPRoute() as ipr:
         done = []
         for name in names:
-            idx = ipr.link_lookup(ifname=name)
+            idx = _lookup(name)
             if idx:
                 ipr.link("set", index=idx[0], mtu=mtu)
                 done.append(name)
@@ -510,7 +521,7 @@ def set_mtu_by_mac(mac: str, mtu: int) -> str | None:
 
 def _delete_link(name: str) -> bool:
     with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=name)
+        idx = _lookup(name)
         if not idx:
             return False
         try:
@@ -542,7 +553,7 @@ UP_WAIT_S = 1.0
 
 def _set_up(name: str) -> None:
     with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=name)
+        idx = _lookup(name)
         if not idx:
             return
         ipr.link("set", index=idx[0], state="up")
@@ -606,7 +617,7 @@ def _wait_passing(ipr: Any, links: dict[int, str], deadline: float) -> bool:
 
 def _wait_passing_by_name(names: tuple[str, ...], timeout: float) -> bool:
     with IPRoute() as ipr:
-        links = {idx[0]: name for name in names if (idx := ipr.link_lookup(ifname=name))}
+        links = {idx[0]: name for name in names if (idx := _lookup(name))}
         return _wait_passing(ipr, links, time.monotonic() + timeout)
 
 
@@ -631,8 +642,8 @@ async def set_up(name: str) -> None:
 
 def _enslave(name: str, bridge: str) -> bool:
     with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=name)
-        br = ipr.link_lookup(ifname=bridge)
+        idx = _lookup(name)
+        br = _lookup(bridge)
         if not idx or not br:
             return False
         link = ipr.get_links(idx[0])[0]
@@ -670,13 +681,19 @@ def main_routes(ipr: Any) -> list[Route]:
     return out
 
 
-def find_link_by_mac(ipr: Any, mac: str) -> tuple[int, str] | None:
-    """(index, name) of the interface with this MAC in ipr's namespace, or None."""
+def _link_with_mac(ipr: Any, mac: str) -> Any:
+    """The link message of the interface with this MAC in ipr's namespace, or None."""
     mac = mac.lower()
     for link in ipr.get_links():
         if str(_attr(link, "IFLA_ADDRESS") or "").lower() == mac:
-            return int(link["index"]), str(_attr(link, "IFLA_IFNAME"))
+            return link
     return None
+
+
+def find_link_by_mac(ipr: Any, mac: str) -> tuple[int, str] | None:
+    """(index, name) of the interface with this MAC in ipr's namespace, or None."""
+    link = _link_with_mac(ipr, mac)
+    return None if link is None else (int(link["index"]), str(_attr(link, "IFLA_IFNAME")))
 
 
 def link_is_up(ipr: Any, index: int) -> bool:
@@ -781,8 +798,11 @@ def lookup_mac(mac: str) -> tuple[int, str] | None:
 def ready_link(mac: str, address: IPv4Interface, not_named: str | None) -> tuple[int, str] | None:
     """The interface with this MAC once it is up, has `address` and is not `not_named`."""
     with IPRoute() as ipr:
-        found = find_link_by_mac(ipr, mac)
-        if found is None or found[1] == not_named or not link_is_up(ipr, found[0]):
+        link = _link_with_mac(ipr, mac)  # its flags too: no second look to see it is up
+        if link is None or not int(link["flags"]) & IFF_UP:
+            return None
+        found = int(link["index"]), str(_attr(link, "IFLA_IFNAME"))
+        if found[1] == not_named:
             return None
         return found if address in link_addresses(ipr, found[0]) else None
 
