@@ -15,7 +15,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,8 @@ from .teardown import Teardowns
 
 LOG = logging.getLogger(__name__)
 
+PROBE_END_WAIT_S = 2.0
+"""The longest Join waits for the rest of the conflict probe (it takes ~20 ms)."""
 RA_WAIT_S = 2.0
 """After the DHCPv6 lease, how much longer to wait for the router's advertisement."""
 RS_FIRST_WAIT_S = 0.25
@@ -344,6 +346,8 @@ class Driver:
                     self.registry.add_endpoint(ep)
                 except BaseException:
                     await _cancelled(routes)
+                    if ep.conflict_check is not None:
+                        await _cancelled(ep.conflict_check)
                     if ep.lease is not None or ep.lease6 is not None:
                         # Nothing remembers these leases: give them back before the veth goes.
                         await self.leases.release_all(ep)
@@ -401,9 +405,14 @@ class Driver:
 
         start = time.perf_counter()
 
+        def keep_check(rest: acd.Rest) -> None:
+            if ep.conflict_check is not None:
+                ep.conflict_check.cancel()
+            ep.conflict_check = rest
+
         async def v4() -> None:
             ep.lease = await self._acquire(net, ep.cont_if, ep.mac, hostname, clock,
-                                           ep.options.requested_ip)
+                                           ep.options.requested_ip, keep_check)
             metrics.acquired("4", clock.since(start))
             clock.add("DHCPv4", clock.since(start) - clock.parts.get("probe", 0.0))
             mtu = wanted_mtu(net.options, ep.lease)
@@ -422,7 +431,10 @@ class Driver:
         await together(v4(), *([v6()] if net.options.ipv6 else []))
 
     async def _acquire(self, net: Network, ifname: str, mac: str, hostname: str | None,
-                       clock: _Stopwatch, requested: IPv4Address | None) -> Lease:
+                       clock: _Stopwatch, requested: IPv4Address | None,
+                       keep_check: Callable[[acd.Rest], None]) -> Lease:
+        """The IPv4 lease. Its conflict probe decides here on what the first ARP probe
+        brought; the rest of the probe goes to `keep_check`, for Join (acd/probe.py)."""
         # In the host's namespace: a few quick syscalls, no thread needed.
         sock: DhcpSocket = open_dhcp_socket(ifname, with_sink=False)
         stats = AcquireStats()
@@ -432,9 +444,12 @@ class Driver:
             async def probe(ip: IPv4Address) -> bool:
                 started = time.perf_counter()
                 try:
-                    return await acd.in_use(ifname, None, ip)
+                    claimed, rest = await acd.in_use_soon(ifname, ip)
                 finally:
                     clock.add("probe", time.perf_counter() - started)
+                if rest is not None:
+                    keep_check(rest)
+                return claimed is not None
 
             return await acquire(sock, client_id=client_identity(net.options, mac),
                                  hostname=hostname, timeout_s=net.options.lease_timeout_s,
@@ -520,6 +535,7 @@ class Driver:
         if ep.lease is None:
             raise LeaseError(f"endpoint {req.endpoint_id[:12]} has no lease")
         net = self.registry.network(ep.network_id)
+        await self._end_of_probe(ep, ep.lease)
         where = sandbox.local_path(req.sandbox_key, self.netns_dir)
         lease = ep.lease
         gateway = lease.gateway
@@ -562,6 +578,37 @@ class Driver:
             if where:
                 await self.leases.start(ep)
         return reply
+
+    async def _end_of_probe(self, ep: Endpoint, lease: Lease) -> None:
+        """Wait for the rest of the conflict probe CreateEndpoint started. A host that
+        claims the address now cannot be worked around: Docker has recorded it. So the
+        address is declined to the server and Join fails, saying so; the container's next
+        start gets another address. A probe that cannot finish is not a conflict."""
+        check, ep.conflict_check = ep.conflict_check, None
+        if check is None:
+            return
+        started = time.perf_counter()
+        try:
+            claimed = await asyncio.wait_for(check, PROBE_END_WAIT_S)
+        except (TimeoutError, OSError) as err:
+            LOG.warning("endpoint %s: the conflict probe of %s did not finish (%r); going on",
+                        ep.id[:12], lease.address.ip, err)
+            return
+        LOG.debug("endpoint %s: Join waited %.1f ms for the end of the conflict probe",
+                  ep.id[:12], (time.perf_counter() - started) * 1000)
+        if claimed is None:
+            return
+        try:
+            await self.leases.decline(ep, lease, "address in use (RFC 5227 probe)")
+        except Exception as err:  # noqa: BLE001 - the start fails either way, saying why
+            LOG.warning("endpoint %s: DHCPDECLINE of %s failed: %s", ep.id[:12],
+                        lease.address, err)
+        metrics.declined("4")
+        raise LeaseError(
+            f"{lease.address.ip} is in use on the LAN: {claimed} answered the conflict probe "
+            f"(RFC 5227) after the address was given to Docker. It was declined to the DHCP "
+            f"server {lease.server_id}; start the container again to get another address, "
+            "and find the host with that MAC (a static address inside the DHCP pool?)")
 
     async def _bridge_for_join(self, ep: Endpoint, net: Network) -> netlink.BridgeInfo:
         """The bridge's routes, as fetched during CreateEndpoint (a few ms ago), or now."""
@@ -624,6 +671,9 @@ class Driver:
             if ep.bridge_info is not None:  # never joined
                 await _cancelled(ep.bridge_info)
                 ep.bridge_info = None
+            if ep.conflict_check is not None:  # never joined either
+                await _cancelled(ep.conflict_check)
+                ep.conflict_check = None
             await self.leases.stop(ep, release=release)
             await self.attachment_of(ep).remove(ep.host_if, ep.cont_if,
                                                  f"endpoint {ep.id[:12]}")

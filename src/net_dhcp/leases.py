@@ -26,7 +26,7 @@ from .attach import choose
 from .attach.base import Attachment
 from .config import NetworkOptions, clamp_mtu
 from .dhcp4 import codec
-from .dhcp4.client import send_release
+from .dhcp4.client import send_decline, send_release
 from .dhcp4.keeper import LeaseKeeper
 from .dhcp4.lease import Lease
 from .dhcp4.sockets import DhcpSocket, open_dhcp_socket, send_release_as
@@ -575,6 +575,18 @@ class LeaseSupervisor:
             sock.close()
         LOG.info("endpoint %s: released %s", ep.id[:12], lease.address)
         metrics.released("6")
+
+    async def decline(self, ep: Endpoint, lease: Lease, message: str) -> None:
+        """DHCPDECLINE `lease` (another host uses its address) from the endpoint's interface
+        in the host, where it is until Join answers; the lease then counts as given back, so
+        no DHCPRELEASE follows (it would free the address at the server)."""
+        ep.released_part = (True, ep.released_part[1])
+        sock = await asyncio.to_thread(open_dhcp_socket, ep.cont_if, with_sink=False)
+        try:
+            send_decline(sock, lease, self.client_identity(ep), message)
+        finally:
+            sock.close()
+        LOG.info("endpoint %s: declined %s to %s", ep.id[:12], lease.address, lease.server_id)
 
     async def release(self, ep: Endpoint, lease: Lease) -> None:
         """Send DHCPRELEASE from wherever the container end is now (sandbox or host), or

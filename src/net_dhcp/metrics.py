@@ -218,6 +218,12 @@ def _count(family: str, counter: Callable[[Metrics], Counter], what: str) -> Non
         _broken(what)
 
 
+def declined(family: str) -> None:
+    """An address declined after the acquisition that got it had ended (the end of the
+    conflict probe, at Join)."""
+    _count(family, lambda m: m.declines, "a decline")
+
+
 def extended(family: str, *, rebind: bool) -> None:
     """A lease extended: renewed by its server, or rebound by any."""
     _count(family, (lambda m: m.rebinds) if rebind else (lambda m: m.renewals),

@@ -60,6 +60,10 @@ class Endpoint:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     bridge_info: asyncio.Task[BridgeInfo] | None = field(default=None, repr=False)
     """The bridge's look-up started by CreateEndpoint for Join (memory only, used once)."""
+    conflict_check: asyncio.Task[str | None] | None = field(default=None, repr=False)
+    """The end of the conflict probe CreateEndpoint started (acd.probe.in_use_soon): Join
+    waits for it (memory only, used once; it returns the MAC of a host claiming the
+    address, or None)."""
     link_mac: str | None = None
     """The MAC the container's interface carries when it is not `mac` (ipvlan: the
     parent's; memory only, looked up again after a restart). `mac` is the endpoint's own,

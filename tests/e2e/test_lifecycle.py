@@ -16,6 +16,7 @@ from net_dhcp.daemon import WORKER_THREADS
 from tests.conftest import DockerCleanup, LanFactory, PluginFactory
 from tests.e2e.test_plugin import SHOW, addr_of, our_veths
 from tests.lab import DhcpLan, Plugin, random_mac, sh, wait_until
+from tests.late_arp import late_claimer
 
 T1, T2 = 5, 8
 
@@ -142,6 +143,33 @@ def test_address_in_use_is_declined(
     assert ip != taken
     assert lab.in_range(ip)
     lab.wait_for_log(rf"DHCPDECLINE\(\w+\) {re.escape(taken)} {mac}", timeout=5)
+
+
+def test_address_claimed_late_fails_the_start_with_the_reason_and_is_declined(
+        lan: LanFactory, docker_cleanup: DockerCleanup, image: str) -> None:
+    """A host that answers the conflict probe only after its first 10 ms (16 ms here):
+    CreateEndpoint has given Docker the address, so Join fails the start, saying why, after
+    a DHCPDECLINE; dockerd deletes the endpoint and no DHCPRELEASE undoes the decline. The
+    next start gets another address (dnsmasq stops offering a declined reservation)."""
+    lab = lan()
+    mac = random_mac()
+    taken = lab.address(60)
+    lab.stop_dnsmasq()
+    lab.start_dnsmasq(reservations={mac: taken})
+    late = lab.add_host()
+    net = docker_cleanup.net_create(lab.bridge)
+    with late_claimer(late, taken, 0.016) as answered:
+        res = docker_cleanup.run(image, "true", network=net, mac=mac, check=False)
+    assert res.returncode != 0, res.stdout
+    assert answered, "the late host never saw a probe"
+    assert f"{taken} is in use on the LAN: {late.mac}" in res.stderr, res.stderr
+    assert "start the container again" in res.stderr, res.stderr
+    lab.wait_for_log(rf"DHCPDECLINE\(\w+\) {re.escape(taken)} {mac}", timeout=10)
+    c = docker_cleanup.run(image, "sleep", "300", network=net, mac=mac, detach=True)
+    ip = container_ip(docker_cleanup, c.name)
+    assert ip != taken
+    assert lab.in_range(ip)
+    assert not re.search(rf"DHCPRELEASE\(\w+\) {re.escape(taken)} ", lab.log())
 
 
 def test_container_killed_while_plugin_was_down_is_cleaned_up(

@@ -1,7 +1,14 @@
-"""RFC 5227 address conflict detection, shortened to fit a container start."""
+"""RFC 5227 address conflict detection, shortened to fit a container start.
+
+`in_use` probes and listens in one go. `in_use_soon` is for CreateEndpoint, which dockerd
+runs one at a time per network (its Join runs side by side): it says only what the first
+probe brought within PROBE_INTERVAL_S, and hands the rest (the second probe, the
+listening after it) to a task that Join waits for.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from ipaddress import IPv4Address
 
@@ -40,3 +47,54 @@ async def in_use(ifname: str, netns: str | None, ip: IPv4Address) -> bool:
         return False
     finally:
         sock.close(soon=True)
+
+
+Rest = asyncio.Task[str | None]
+"""What in_use_soon leaves: the probe's end, returning the MAC of a host claiming the
+address, or None."""
+
+
+async def in_use_soon(ifname: str, ip: IPv4Address) -> tuple[str | None, Rest | None]:
+    """Probe `ip` from `ifname` (host namespace) for the first probe's interval only.
+
+    (MAC of the host that claimed it, None) when one answered within it; else (None, rest):
+    `rest` sends the second probe, listens as `in_use` does, and returns the MAC of a host
+    that claimed the address meanwhile, or None. Whoever takes `rest` awaits or cancels it.
+    """
+    sock = open_arp_socket(ifname)
+    claims: list[arp_codec.ArpPacket] = []
+
+    def seen(pkt: arp_codec.ArpPacket) -> None:
+        if arp_codec.arp_conflicts(pkt, probed_ip=ip, own_mac=sock.mac):
+            claims.append(pkt)
+
+    async def rest() -> str | None:
+        try:
+            for i in range(1, PROBE_NUM):
+                if claims:
+                    break
+                sock.send(arp_codec.arp_probe(sender_mac=sock.mac, target_ip=ip))
+                await sock.watch(seen, PROBE_INTERVAL_S if i < PROBE_NUM - 1
+                                 else PROBE_LISTEN_S)
+            return _claimed(ip, claims)
+        finally:
+            sock.close(soon=True)
+
+    try:
+        sock.send(arp_codec.arp_probe(sender_mac=sock.mac, target_ip=ip))
+        await sock.watch(seen, PROBE_INTERVAL_S)
+    except BaseException:
+        sock.close(soon=True)
+        raise
+    if claims:
+        sock.close(soon=True)
+        return _claimed(ip, claims), None
+    return None, asyncio.get_running_loop().create_task(rest(), name=f"acd-rest:{ip}")
+
+
+def _claimed(ip: IPv4Address, claims: list[arp_codec.ArpPacket]) -> str | None:
+    if not claims:
+        return None
+    mac = codec.mac_to_str(claims[0].sender_mac)
+    LOG.warning("%s is in use by %s", ip, mac)
+    return mac

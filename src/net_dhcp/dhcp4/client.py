@@ -430,3 +430,10 @@ def send_release(sock: DhcpSocket, lease: Lease, client_id: bytes) -> None:
                         ciaddr=lease.address.ip, server_id=lease.server_id)
     sock.send(msg, src=lease.address.ip, dst=lease.server_id,
               dst_mac=lease.server_mac or BROADCAST_MAC)
+
+
+def send_decline(sock: DhcpSocket, lease: Lease, client_id: bytes, message: str) -> None:
+    """RFC 2131 4.4.1: DHCPDECLINE, broadcast from 0.0.0.0, for an address in use."""
+    sock.send(codec.decline(xid=random.getrandbits(32), chaddr=sock.mac, client_id=client_id,
+                            requested=lease.address.ip, server_id=lease.server_id,
+                            message=message))
