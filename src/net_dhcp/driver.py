@@ -127,8 +127,9 @@ class Driver:
         self.docker_pools: list[tuple[str, IPv4Network]] = []
         self._ids = KeyedLocks()
         self.teardowns = Teardowns()
-        self.lan_looks = LanLooks()
         """Leave's and DeleteEndpoint's work after their reply (teardown.py)."""
+        self.lan_looks = LanLooks()
+        """The LAN interface's routes for Join, one look per burst (lan_looks.py)."""
         self.netns_dir = netns_dir
         """A managed plugin's mount of the host's Docker netns folder (None: legacy)."""
         self.starts = PendingStarts()

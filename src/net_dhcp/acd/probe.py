@@ -27,26 +27,11 @@ PROBE_LISTEN_S = 0.02
 
 
 async def in_use(ifname: str, netns: str | None, ip: IPv4Address) -> bool:
-    """Probe `ip` from `ifname`; True if another host claims it."""
-    # In the host's namespace (CreateEndpoint) the socket opens at once, no thread needed.
-    sock = (open_arp_socket(ifname) if netns is None
-            else await run_in_netns(netns, lambda: open_arp_socket(ifname)))
-    conflict: list[arp_codec.ArpPacket] = []
-
-    def seen(pkt: arp_codec.ArpPacket) -> None:
-        if arp_codec.arp_conflicts(pkt, probed_ip=ip, own_mac=sock.mac):
-            conflict.append(pkt)
-
-    try:
-        for i in range(PROBE_NUM):
-            sock.send(arp_codec.arp_probe(sender_mac=sock.mac, target_ip=ip))
-            await sock.watch(seen, PROBE_INTERVAL_S if i < PROBE_NUM - 1 else PROBE_LISTEN_S)
-            if conflict:
-                LOG.warning("%s is in use by %s", ip, codec.mac_to_str(conflict[0].sender_mac))
-                return True
-        return False
-    finally:
-        sock.close(soon=True)
+    """Probe `ip` from `ifname`, in one go; True if another host claims it."""
+    claimed, rest = await in_use_soon(ifname, ip, netns=netns)
+    if rest is not None:
+        claimed = await rest  # cancelling this cancels the rest, which closes the socket
+    return claimed is not None
 
 
 Rest = asyncio.Task[str | None]
@@ -54,14 +39,18 @@ Rest = asyncio.Task[str | None]
 address, or None."""
 
 
-async def in_use_soon(ifname: str, ip: IPv4Address) -> tuple[str | None, Rest | None]:
-    """Probe `ip` from `ifname` (host namespace) for the first probe's interval only.
+async def in_use_soon(ifname: str, ip: IPv4Address, *,
+                      netns: str | None = None) -> tuple[str | None, Rest | None]:
+    """Probe `ip` from `ifname` (in the namespace at `netns`, None: the host's) for the first
+    probe's interval only.
 
     (MAC of the host that claimed it, None) when one answered within it; else (None, rest):
     `rest` sends the second probe, listens as `in_use` does, and returns the MAC of a host
     that claimed the address meanwhile, or None. Whoever takes `rest` awaits or cancels it.
     """
-    sock = open_arp_socket(ifname)
+    # In the host's namespace (CreateEndpoint) the socket opens at once, no thread needed.
+    sock = (open_arp_socket(ifname) if netns is None
+            else await run_in_netns(netns, lambda: open_arp_socket(ifname)))
     claims: list[arp_codec.ArpPacket] = []
 
     def seen(pkt: arp_codec.ArpPacket) -> None:
