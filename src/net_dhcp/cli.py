@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import logging
 import math
 import os
 import sys
@@ -339,6 +340,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         import asyncio
 
+        from .allocator import fix_trim_threshold
+
+        malloc = fix_trim_threshold()  # first: the imports below already free large blocks
+
         # The daemon's imports make objects that live as long as the process: collecting
         # during them only costs time (~25 ms a pass), and frozen, later passes skip them.
         gc.disable()
@@ -352,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         # pyroute2 is imported later, by the daemon's first netlink call, and resets its
         # logger's level then: netlink.py puts this one back (logs.pyroute2_imported).
         setup_logging(args.log_file, also_stderr=args.log_stderr)
+        logging.getLogger("net_dhcp").debug("%s", malloc)
 
         settings = Settings(
             socket=Path(args.socket), state_dir=Path(args.state_dir),
