@@ -126,6 +126,17 @@ def open_link_events() -> socket.socket:
     return sock
 
 
+def open_link_watch() -> tuple[socket.socket, socket.socket]:
+    """open_link_events and a linkdump.open_query socket, both in this thread's namespace:
+    what a wait for a container's interface needs there (one thread and setns for both)."""
+    events = open_link_events()
+    try:
+        return events, linkdump.open_query()
+    except BaseException:
+        events.close()
+        raise
+
+
 def drain(sock: socket.socket) -> None:
     """Read and drop whatever `sock` (non-blocking) holds; an overrun (ENOBUFS) is fine:
     the caller looks at the state itself."""
@@ -681,19 +692,13 @@ def main_routes(ipr: Any) -> list[Route]:
     return out
 
 
-def _link_with_mac(ipr: Any, mac: str) -> Any:
-    """The link message of the interface with this MAC in ipr's namespace, or None."""
+def find_link_by_mac(ipr: Any, mac: str) -> tuple[int, str] | None:
+    """(index, name) of the interface with this MAC in ipr's namespace, or None."""
     mac = mac.lower()
     for link in ipr.get_links():
         if str(_attr(link, "IFLA_ADDRESS") or "").lower() == mac:
-            return link
+            return int(link["index"]), str(_attr(link, "IFLA_IFNAME"))
     return None
-
-
-def find_link_by_mac(ipr: Any, mac: str) -> tuple[int, str] | None:
-    """(index, name) of the interface with this MAC in ipr's namespace, or None."""
-    link = _link_with_mac(ipr, mac)
-    return None if link is None else (int(link["index"]), str(_attr(link, "IFLA_IFNAME")))
 
 
 def link_is_up(ipr: Any, index: int) -> bool:
@@ -793,18 +798,6 @@ def lookup_mac(mac: str) -> tuple[int, str] | None:
     """(index, name) of the interface with this MAC in this thread's namespace."""
     with IPRoute() as ipr:
         return find_link_by_mac(ipr, mac)
-
-
-def ready_link(mac: str, address: IPv4Interface, not_named: str | None) -> tuple[int, str] | None:
-    """The interface with this MAC once it is up, has `address` and is not `not_named`."""
-    with IPRoute() as ipr:
-        link = _link_with_mac(ipr, mac)  # its flags too: no second look to see it is up
-        if link is None or not int(link["flags"]) & IFF_UP:
-            return None
-        found = int(link["index"]), str(_attr(link, "IFLA_IFNAME"))
-        if found[1] == not_named:
-            return None
-        return found if address in link_addresses(ipr, found[0]) else None
 
 
 def apply_lease_by_mac(mac: str, old: IPv4Interface | None, new: IPv4Interface,

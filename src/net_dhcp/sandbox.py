@@ -1,19 +1,21 @@
 """Work inside a container's network namespace: find its interface, apply and remove leases.
 
 Every call runs a netlink.py function in a thread that entered the namespace
-(netlink.run_in_netns); nothing here opens a socket itself.
+(netlink.run_in_netns), or reads through sockets such a function opened there (the wait for
+the interface: linkdump.py); nothing here opens a socket itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import logging
 import socket
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path, PurePath
 
-from . import netlink
+from . import linkdump, netlink
 from .dhcp4.lease import Lease
 from .dhcp6.lease import Lease6
 
@@ -54,8 +56,10 @@ async def wait_for_iface(sandbox: str, mac: str, lease: Lease,
     mounts it in its prestart hook) only the path is looked at, cheaply; then the
     interface is looked at again at each link or address change there (and at least every
     IFACE_POLL_MAX_S), so what waits for it (the IPv6 default route, route6.py) follows
-    Docker within milliseconds. TimeoutError after IFACE_WAIT_S; OSError if the namespace
-    cannot be entered.
+    Docker within milliseconds. The looks are raw dumps through a socket opened in the
+    namespace once (linkdump.ready_link), in a worker thread. TimeoutError after
+    IFACE_WAIT_S; OSError if the namespace cannot be entered or is no longer mounted at
+    `sandbox` (the sockets would keep a deleted one alive).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + IFACE_WAIT_S
@@ -65,15 +69,19 @@ async def wait_for_iface(sandbox: str, mac: str, lease: Lease,
             raise TimeoutError
         await asyncio.sleep(wait)
         wait = min(wait * 1.25, NETNS_POLL_MAX_S)
-    events = await netlink.run_in_netns(sandbox, netlink.open_link_events)
-    look = functools.partial(netlink.ready_link, mac, lease.address, not_named)
+    inode = netlink.netns_inode(sandbox)
+    events, query = await netlink.run_in_netns(sandbox, netlink.open_link_watch)
+    look = functools.partial(linkdump.ready_link, query, mac, lease.address, not_named)
+    looking: asyncio.Future[tuple[int, str] | None] | None = None
     try:
         while True:
             netlink.drain(events)  # before looking: a change after the look wakes us
+            if netlink.netns_inode(sandbox) != inode:
+                raise FileNotFoundError(errno.ENOENT, "the network namespace is gone",
+                                        sandbox)
+            looking = loop.run_in_executor(None, look)
             try:
-                found = await netlink.run_in_netns(sandbox, look)
-            except OSError:
-                raise
+                found = await asyncio.shield(looking)  # cancelled, it runs to its end
             except Exception as err:  # noqa: BLE001 - Docker may be mid-way configuring it
                 LOG.debug("%s: looking for %s failed (%r); trying again", sandbox, mac, err)
                 found = None
@@ -85,6 +93,10 @@ async def wait_for_iface(sandbox: str, mac: str, lease: Lease,
             await _readable(events, min(left, IFACE_POLL_MAX_S))
     finally:
         events.close()
+        if looking is not None and not looking.done():  # cancelled: its thread goes on
+            looking.add_done_callback(lambda _: query.close())
+        else:
+            query.close()
 
 
 async def _readable(sock: socket.socket, timeout: float) -> None:
