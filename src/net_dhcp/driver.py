@@ -26,7 +26,7 @@ from .attach import choose
 from .attach.base import Attachment
 from .config import EndpointOptions, NetworkOptions
 from .dhcp4 import codec
-from .dhcp4.client import AcquireStats, acquire
+from .dhcp4.client import PROBE_DECLINE_MESSAGE, AcquireStats, acquire
 from .dhcp4.lease import UNKNOWN_SERVER, Lease
 from .dhcp4.sockets import DhcpSocket, open_dhcp_socket
 from .dhcp4.timing import Timing
@@ -600,7 +600,7 @@ class Driver:
         if claimed is None:
             return
         try:
-            await self.leases.decline(ep, lease, "address in use (RFC 5227 probe)")
+            await self.leases.decline(ep, lease, PROBE_DECLINE_MESSAGE)
         except Exception as err:  # noqa: BLE001 - the start fails either way, saying why
             LOG.warning("endpoint %s: DHCPDECLINE of %s failed: %s", ep.id[:12],
                         lease.address, err)

@@ -39,6 +39,8 @@ MAX_DECLINES = 4
 # address again, and the container is not using anything yet. Later ones wait.
 QUICK_DECLINES_AT_START = 1
 NAK_MESSAGE_LIMIT = 200
+# Option 56 of a DHCPDECLINE for an address the conflict probe found taken.
+PROBE_DECLINE_MESSAGE = "address in use (RFC 5227 probe)"
 
 
 @dataclass
@@ -354,9 +356,7 @@ async def acquire(
             LOG.warning("%s: %s is already in use on the LAN (ARP reply): declining it",
                         sock.ifname, lease.address.ip)
             stats.declined.append(lease.address.ip)
-            sock.send(codec.decline(xid=xid, chaddr=sock.mac, client_id=client_id,
-                                    requested=lease.address.ip, server_id=lease.server_id,
-                                    message="address in use (RFC 5227 probe)"))
+            send_decline(sock, lease, client_id, PROBE_DECLINE_MESSAGE, xid=xid)
             conflicts.declined()
             if len(stats.declined) >= max_declines:
                 break
@@ -432,8 +432,11 @@ def send_release(sock: DhcpSocket, lease: Lease, client_id: bytes) -> None:
               dst_mac=lease.server_mac or BROADCAST_MAC)
 
 
-def send_decline(sock: DhcpSocket, lease: Lease, client_id: bytes, message: str) -> None:
-    """RFC 2131 4.4.1: DHCPDECLINE, broadcast from 0.0.0.0, for an address in use."""
-    sock.send(codec.decline(xid=random.getrandbits(32), chaddr=sock.mac, client_id=client_id,
+def send_decline(sock: DhcpSocket, lease: Lease, client_id: bytes, message: str, *,
+                 xid: int | None = None) -> None:
+    """RFC 2131 4.4.1: DHCPDECLINE, broadcast from 0.0.0.0, for an address in use; `xid`:
+    the exchange's that got the lease (None: a new one)."""
+    sock.send(codec.decline(xid=random.getrandbits(32) if xid is None else xid,
+                            chaddr=sock.mac, client_id=client_id,
                             requested=lease.address.ip, server_id=lease.server_id,
                             message=message))
