@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 
+from .dhcp4.codec import mac_from_str
+
 NETLINK_ROUTE = 0
 RTM_NEWLINK = 16
 RTM_GETLINK = 18
@@ -187,13 +189,17 @@ def _dump(sock: socket.socket, request: Callable[[int], bytes],
         pass
 
 
+def _links(sock: socket.socket) -> dict[int, Link]:
+    links: dict[int, Link] = {}
+    _dump(sock, _link_request, lambda data, seq: parse_links(data, links, seq))
+    return links
+
+
 def dump_links() -> dict[int, Link]:
     """Every interface of the calling thread's namespace, by index. Blocking; OSError if
     netlink fails."""
-    links: dict[int, Link] = {}
     with _netlink_socket() as sock:
-        _dump(sock, _link_request, lambda data, seq: parse_links(data, links, seq))
-    return links
+        return _links(sock)
 
 
 def names(prefix: str, masters: set[str] | None = None) -> list[str]:
@@ -223,10 +229,8 @@ def ready_link(sock: socket.socket, mac: str, address: IPv4Interface,
     """(index, name) of the interface with this MAC in `sock`'s namespace once it is up,
     has `address` and is not named `not_named`; else None. Blocking: a link dump, and an
     address dump once such a link is there. One look at a time per socket."""
-    want = bytes.fromhex(mac.replace(":", ""))
-    links: dict[int, Link] = {}
-    _dump(sock, _link_request, lambda data, seq: parse_links(data, links, seq))
-    link = next((li for li in links.values() if li.mac == want), None)
+    want = mac_from_str(mac)
+    link = next((li for li in _links(sock).values() if li.mac == want), None)
     if link is None or not link.flags & IFF_UP or link.name == not_named:
         return None
     addresses: list[tuple[int, IPv4Interface]] = []
