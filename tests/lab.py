@@ -294,6 +294,18 @@ def random_mac() -> str:
     return ":".join(f"{x:02x}" for x in b)
 
 
+@contextlib.contextmanager
+def scratch_netns(tag: str) -> Iterator[str]:
+    """A new, empty network namespace (its name: NETNS_PREFIX, `tag`, random, so `cleanup`
+    finds it after a crash), deleted after the block."""
+    name = f"{NETNS_PREFIX}{tag}-{secrets.token_hex(4)}"
+    sh("ip", "netns", "add", name)
+    try:
+        yield name
+    finally:
+        sh("ip", "netns", "del", name, check=False)
+
+
 def _link_names(netns: str | None = None) -> list[str]:
     cmd = ["ip", *(["-n", netns] if netns else []), "-j", "link", "show"]
     out = sh(*cmd).stdout

@@ -6,7 +6,6 @@ the kernel flush its routes, so Join's static routes and the default route were 
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
@@ -15,7 +14,7 @@ import pytest
 from net_dhcp import netlink
 from net_dhcp.routes import Route
 from tests.conftest import require_root
-from tests.lab import sh
+from tests.lab import scratch_netns, sh
 
 MAC = "02:00:5e:10:20:30"
 
@@ -23,9 +22,7 @@ MAC = "02:00:5e:10:20:30"
 @pytest.fixture
 def netns() -> Iterator[str]:
     require_root()
-    name = f"ndap-{secrets.token_hex(4)}"
-    sh("ip", "netns", "add", name)
-    try:
+    with scratch_netns("ap") as name:
         # A veth with both ends inside (no dummy module here); the peer keeps the link up.
         sh("ip", "-n", name, "link", "add", "eth0", "address", MAC, "type", "veth",
            "peer", "name", "peer0")
@@ -36,8 +33,6 @@ def netns() -> Iterator[str]:
         sh("ip", "-n", name, "route", "add", "10.9.0.0/16", "via", "10.1.0.254")
         sh("ip", "-n", name, "route", "add", "169.254.0.0/16", "dev", "eth0")
         yield name
-    finally:
-        sh("ip", "netns", "del", name, check=False)
 
 
 def routes(ns: str) -> set[str]:

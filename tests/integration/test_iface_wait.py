@@ -5,7 +5,6 @@ during the wait. The hand-over orders Docker uses are in test_dhcp_client.py."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Iterator
 from ipaddress import IPv4Interface
 
@@ -14,7 +13,7 @@ import pytest
 from net_dhcp import linkdump, netlink, sandbox
 from net_dhcp.dhcp4.lease import Lease
 from tests.conftest import require_root
-from tests.lab import NETNS_PREFIX, random_mac, sh
+from tests.lab import random_mac, scratch_netns, sh
 
 ADDRESS = IPv4Interface("10.77.0.5/24")
 
@@ -23,12 +22,8 @@ ADDRESS = IPv4Interface("10.77.0.5/24")
 def netns() -> Iterator[str]:
     """A fresh, empty namespace (its name), deleted after the test."""
     require_root()
-    name = f"{NETNS_PREFIX}iw-{secrets.token_hex(4)}"
-    sh("ip", "netns", "add", name)
-    try:
+    with scratch_netns("iw") as name:
         yield name
-    finally:
-        sh("ip", "netns", "del", name, check=False)
 
 
 def _lease() -> Lease:

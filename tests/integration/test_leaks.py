@@ -467,7 +467,7 @@ def _holders(kind: type, live: Iterable[object], depth: int = 8, width: int = 3)
         refs = gc.get_referrers(obj)
         mine.add(id(refs))
         shown = 0
-        for i in range(len(refs)):
+        for i in range(len(refs)):  # by index: an iterator would be one more referrer
             if shown == width:
                 break
             ref = refs[i]
