@@ -16,96 +16,47 @@ Each reads the namespace its socket was opened in (`dump_links`: the calling thr
 
 from __future__ import annotations
 
-import itertools
-import os
 import socket
-import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 
+from . import rtnl
 from .dhcp4.codec import mac_from_str
+from .rtnl import (
+    IFA_ADDRESS,
+    IFADDRMSG,
+    IFF_UP,
+    IFINFOMSG,
+    IFLA_ADDRESS,
+    IFLA_EXT_MASK,
+    IFLA_IFNAME,
+    IFLA_MASTER,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    RTEXT_FILTER_SKIP_STATS,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    U32,
+)
 
-NETLINK_ROUTE = 0
-RTM_NEWLINK = 16
-RTM_GETLINK = 18
-RTM_NEWADDR = 20
-RTM_GETADDR = 22
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-NLM_F_REQUEST = 0x1
-NLM_F_DUMP = 0x300
-IFLA_ADDRESS = 1
-IFLA_IFNAME = 3
-IFLA_MASTER = 10
-IFLA_EXT_MASK = 29
-RTEXT_FILTER_SKIP_STATS = 1 << 3
-IFA_ADDRESS = 1
-IFF_UP = 0x1
 QUERY_TIMEOUT_S = 2.0
 """A look's socket never blocks its worker thread for longer (the kernel answers a dump
 at once, from its own queue)."""
 
-_NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port
-_IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
-_IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
-_RTATTR = struct.Struct("=HH")  # length, type
-_U32 = struct.Struct("=I")
-_ERRNO = struct.Struct("=i")
-_RECV_SIZE = 1 << 16
-
-
-def _align(n: int) -> int:
-    return (n + 3) & ~3
-
 
 def _link_request(seq: int) -> bytes:
-    attr = _RTATTR.pack(8, IFLA_EXT_MASK) + _U32.pack(RTEXT_FILTER_SKIP_STATS)
-    body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETLINK,
-                          NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+    body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + rtnl.attr(
+        IFLA_EXT_MASK, U32.pack(RTEXT_FILTER_SKIP_STATS))
+    return rtnl.message(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, body)
 
 
 def _addr_request(seq: int) -> bytes:
-    body = _IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETADDR,
-                          NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
-
-
-def _messages(data: bytes, what: str, seq: int | None) -> Iterator[tuple[int, int, int]]:
-    """(type, body offset, end) of each message in `data` answering request `seq` (None:
-    any), up to and with NLMSG_DONE (whose type ends a dump). OSError for a truncated
-    message or a netlink error."""
-    offset, end = 0, len(data)
-    while offset + _NLMSGHDR.size <= end:
-        length, msg_type, _flags, msg_seq, _port = _NLMSGHDR.unpack_from(data, offset)
-        if length < _NLMSGHDR.size or offset + length > end:
-            raise OSError(f"truncated netlink message ({length} octets at {offset})")
-        if seq is not None and msg_seq != seq:  # the rest of an earlier, abandoned look
-            offset += _align(length)
-            continue
-        if msg_type == NLMSG_ERROR:
-            (err,) = _ERRNO.unpack_from(data, offset + _NLMSGHDR.size)
-            if err:
-                raise OSError(-err, f"{what} dump: {os.strerror(-err)}")
-        yield msg_type, offset + _NLMSGHDR.size, offset + length
-        if msg_type == NLMSG_DONE:
-            return
-        offset += _align(length)
-
-
-def _attrs(data: bytes, pos: int, stop: int) -> Iterator[tuple[int, int, int]]:
-    """(type, value offset, value end) of each attribute from `pos` to `stop`."""
-    while pos + _RTATTR.size <= stop:
-        rta_len, rta_type = _RTATTR.unpack_from(data, pos)
-        if rta_len < _RTATTR.size or pos + rta_len > stop:
-            return
-        yield rta_type, pos + _RTATTR.size, pos + rta_len
-        pos += _align(rta_len)
-
-
-def _name(data: bytes, start: int, end: int) -> str:
-    return data[start:end].split(b"\0", 1)[0].decode("utf-8", "replace")
+    body = IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)
+    return rtnl.message(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, seq, body)
 
 
 @dataclass(frozen=True)
@@ -123,7 +74,7 @@ def _parse(data: bytes, what: str, want: int, seq: int | None,
            handle: Callable[[int, int], None]) -> bool:
     """handle(body offset, end) for each message of type `want` in `data` answering `seq`;
     True once the dump's NLMSG_DONE is seen."""
-    for msg_type, body, stop in _messages(data, what, seq):
+    for msg_type, body, stop in rtnl.messages(data, what, seq):
         if msg_type == NLMSG_DONE:
             return True
         if msg_type == want:
@@ -136,18 +87,18 @@ def parse_links(data: bytes, links: dict[int, Link], seq: int | None = None) -> 
     once the dump's NLMSG_DONE is seen. OSError for a netlink error message."""
 
     def link(body: int, stop: int) -> None:
-        _fam, _type, index, flags, _change = _IFINFOMSG.unpack_from(data, body)
+        _fam, _type, index, flags, _change = IFINFOMSG.unpack_from(data, body)
         name, master, mac = "", 0, b""
-        for rta_type, start, end in _attrs(data, body + _IFINFOMSG.size, stop):
+        for rta_type, start, end in rtnl.attrs(data, body + IFINFOMSG.size, stop):
             if rta_type == IFLA_IFNAME:
-                name = _name(data, start, end)
+                name = rtnl.name_at(data, start, end)
             elif rta_type == IFLA_MASTER and end - start >= 4:
-                (master,) = _U32.unpack_from(data, start)
+                (master,) = U32.unpack_from(data, start)
             elif rta_type == IFLA_ADDRESS:
                 mac = data[start:end]
         links[index] = Link(index, name, master, flags, mac)
 
-    return _parse(data, "RTM_GETLINK", RTM_NEWLINK, seq, link)
+    return _parse(data, "RTM_GETLINK dump", RTM_NEWLINK, seq, link)
 
 
 def parse_addresses(data: bytes, out: list[tuple[int, IPv4Interface]],
@@ -156,36 +107,21 @@ def parse_addresses(data: bytes, out: list[tuple[int, IPv4Interface]],
     request `seq`) to `out`; True once NLMSG_DONE is seen. OSError for a netlink error."""
 
     def address(body: int, stop: int) -> None:
-        family, prefixlen, _flags, _scope, index = _IFADDRMSG.unpack_from(data, body)
+        family, prefixlen, _flags, _scope, index = IFADDRMSG.unpack_from(data, body)
         if family != socket.AF_INET:
             return
-        for rta_type, start, end in _attrs(data, body + _IFADDRMSG.size, stop):
+        for rta_type, start, end in rtnl.attrs(data, body + IFADDRMSG.size, stop):
             if rta_type == IFA_ADDRESS and end - start == 4:
                 out.append((index, IPv4Interface((IPv4Address(data[start:end]), prefixlen))))
 
-    return _parse(data, "RTM_GETADDR", RTM_NEWADDR, seq, address)
-
-
-def _netlink_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                         NETLINK_ROUTE)
-    try:
-        sock.bind((0, 0))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-_SEQ = itertools.count(1)
-"""Request numbers, one per dump in this process: a reply is told from an older one's."""
+    return _parse(data, "RTM_GETADDR dump", RTM_NEWADDR, seq, address)
 
 
 def _dump(sock: socket.socket, request: Callable[[int], bytes],
           parse: Callable[[bytes, int], bool]) -> None:
-    seq = next(_SEQ) & 0xFFFFFFFF
+    seq = rtnl.next_seq()
     sock.send(request(seq))
-    while not parse(sock.recv(_RECV_SIZE), seq):
+    while not parse(sock.recv(rtnl.RECV_SIZE), seq):
         pass
 
 
@@ -198,7 +134,7 @@ def _links(sock: socket.socket) -> dict[int, Link]:
 def dump_links() -> dict[int, Link]:
     """Every interface of the calling thread's namespace, by index. Blocking; OSError if
     netlink fails."""
-    with _netlink_socket() as sock:
+    with rtnl.open_socket() as sock:
         return _links(sock)
 
 
@@ -219,7 +155,7 @@ def names(prefix: str, masters: set[str] | None = None) -> list[str]:
 def open_query() -> socket.socket:
     """A blocking rtnetlink socket in the calling thread's namespace for `ready_link`;
     its looks read that namespace whichever thread makes them."""
-    sock = _netlink_socket()
+    sock = rtnl.open_socket()
     sock.settimeout(QUERY_TIMEOUT_S)
     return sock
 

@@ -23,7 +23,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import linkdump
+from . import linkdump, linkops, rtnl
 from .errors import NetlinkError, OptionError
 from .routes import Route, reachable
 
@@ -219,7 +219,7 @@ def _lookup(name: str) -> list[int]:
         return []
 
 
-def _bridge_index(ipr: Any, name: str) -> int:
+def _bridge_index(sock: socket.socket, name: str) -> int:
     """The index of bridge `name`; OptionError if it is missing or not a bridge."""
     idx = _lookup(name)
     if not idx:
@@ -227,14 +227,18 @@ def _bridge_index(ipr: Any, name: str) -> int:
             f"bridge {name!r} does not exist: create it first (ip link add {name} type "
             "bridge) and attach your LAN interface to it, or name an existing bridge"
         )
-    index = int(idx[0])
-    kind = _link_kind(ipr.get_links(index)[0])
+    try:
+        kind = linkops.get(sock, idx[0]).kind
+    except OSError as err:
+        if err.errno != errno.ENODEV:
+            raise
+        kind = None  # deleted since: no bridge either
     if kind != "bridge":
         raise OptionError(
             f"interface {name!r} is a {kind or 'plain interface'}, not a bridge: give "
             "-o bridge= the name of a Linux bridge that holds your LAN interface"
         )
-    return index
+    return idx[0]
 
 
 def _parent_index(ipr: Any, name: str) -> int:
@@ -265,7 +269,11 @@ def _parent_index(ipr: Any, name: str) -> int:
 
 def _lan_info(name: str, with_routes: bool = True, bridge: bool = True) -> BridgeInfo:
     with IPRoute() as ipr:
-        index = _bridge_index(ipr, name) if bridge else _parent_index(ipr, name)
+        if bridge:
+            with rtnl.open_socket() as sock:
+                index = _bridge_index(sock, name)
+        else:
+            index = _parent_index(ipr, name)
         addrs = tuple(
             IPv4Interface(f"{_attr(a, 'IFA_ADDRESS')}/{a['prefixlen']}")
             for a in ipr.get_addr(family=AF_INET, index=index)
@@ -447,37 +455,39 @@ def skip_dad(ifname: str) -> None:
 
 def _create_veth(host_if: str, cont_if: str, bridge: int | str, mac: str | None,
                  replace_leftover: bool, no_dad: bool = False) -> str:
-    # One netlink socket and four round trips: the bridge (by name), the pair made with its
-    # host end already on the bridge and up, the container end up. Docker waits for this.
-    with IPRoute() as ipr:
-        master = bridge if isinstance(bridge, int) else _bridge_index(ipr, bridge)
-        peer: dict[str, Any] = {"ifname": cont_if}
-        if mac:
-            peer["address"] = mac
-        spec: dict[str, Any] = {"ifname": host_if, "kind": "veth", "peer": peer,
-                                "master": master, "state": "up"}
-        _add_link(ipr, spec, replace_leftover)
+    # Raw rtnetlink (linkops.py) on one socket: the pair made in one message with its host
+    # end on the bridge and up, the container end up, then the wait until frames pass.
+    # Docker waits for this, one endpoint at a time.
+    with rtnl.open_socket() as sock:
+        master = bridge if isinstance(bridge, int) else _bridge_index(sock, bridge)
         try:
+            linkops.add_veth(sock, host_if, cont_if, master=master, mac=mac)
+        except OSError as err:
+            if err.errno != errno.EEXIST or not replace_leftover:
+                raise
+            linkops.delete(sock, host_if)
+            linkops.add_veth(sock, host_if, cont_if, master=master, mac=mac)
+        try:
+            host, cont = _lookup(host_if)[0], _lookup(cont_if)[0]
             if no_dad:
                 # DHCPv6 is sent from the link-local address, which DAD holds back ~1 s.
                 skip_dad(cont_if)
-            host, cont = _lookup(host_if)[0], _lookup(cont_if)[0]
-            ipr.link("set", index=cont, state="up")
+            linkops.set_up(sock, cont)
             # The host end's carrier came on just now: the DISCOVER that follows must not
             # meet a host end that still drops the server's reply.
-            if not _wait_passing(ipr, {host: host_if, cont: cont_if},
+            if not _wait_passing(sock, {host: host_if, cont: cont_if},
                                  time.monotonic() + UP_WAIT_S):
                 LOG.info("veth %s/%s: the kernel has not made it pass frames within %gs; "
                          "going on (DHCP retransmits)", host_if, cont_if, UP_WAIT_S)
-            if mac:
-                return mac.lower()
-            link = ipr.get_links(cont)[0]
+            link_mac = mac.lower() if mac else linkops.get(sock, cont).mac
         except BaseException:
             # Half made: the caller never owned it, so nothing else would delete it.
             with contextlib.suppress(Exception):
-                ipr.link("del", ifname=host_if)
+                linkops.delete(sock, host_if)
             raise
-        return str(_attr(link, "IFLA_ADDRESS"))
+        if link_mac is None:
+            raise OSError(errno.EINVAL, f"veth {cont_if} has no MAC")
+        return link_mac
 
 
 async def create_veth(host_if: str, cont_if: str, bridge: int | str, mac: str | None, *,
@@ -492,10 +502,10 @@ async def create_veth(host_if: str, cont_if: str, bridge: int | str, mac: str | 
     try:
         return await asyncio.to_thread(_create_veth, host_if, cont_if, bridge, mac,
                                        replace_leftover, no_dad)
-    except PyNetlinkError as err:
-        raise NetlinkError(f"could not create veth {host_if}/{cont_if}: {err}") from err
     except IndexError as err:  # a look-up found nothing: deleted while being set up
         raise NetlinkError(f"veth {host_if}/{cont_if} vanished while being created") from err
+    except rtnl.RtnlError as err:
+        raise NetlinkError(f"could not create veth {host_if}/{cont_if}: {err}") from err
 
 
 def _set_mtu(names: tuple[str, ...], mtu: int) -> list[str]:
@@ -594,7 +604,7 @@ def _port_forwards(name: str) -> bool:
     return state == BR_STATE_FORWARDING
 
 
-def _wait_passing(ipr: Any, links: dict[int, str], deadline: float) -> bool:
+def _wait_passing(sock: socket.socket, links: dict[int, str], deadline: float) -> bool:
     """Block until frames pass through every host interface in `links` (index -> name):
     its operstate is UP and, on a bridge, its port forwards. True then (or when one is
     gone), False at `deadline` (time.monotonic()).
@@ -610,13 +620,12 @@ def _wait_passing(ipr: Any, links: dict[int, str], deadline: float) -> bool:
         passing = True
         for index, name in links.items():
             try:
-                found = ipr.get_links(index)
-            except PyNetlinkError as err:
-                if err.code != errno.ENODEV:
+                found = linkops.get(sock, index)
+            except OSError as err:
+                if err.errno != errno.ENODEV:
                     raise
                 continue  # gone: nothing passes through it, nothing to wait for
-            if found and (_attr(found[0], "IFLA_OPERSTATE") != "UP"
-                          or not _port_forwards(name)):
+            if found.operstate != "UP" or not _port_forwards(name):
                 passing = False
                 break
         if passing:
@@ -627,9 +636,9 @@ def _wait_passing(ipr: Any, links: dict[int, str], deadline: float) -> bool:
 
 
 def _wait_passing_by_name(names: tuple[str, ...], timeout: float) -> bool:
-    with IPRoute() as ipr:
+    with rtnl.open_socket() as sock:
         links = {idx[0]: name for name in names if (idx := _lookup(name))}
-        return _wait_passing(ipr, links, time.monotonic() + timeout)
+        return _wait_passing(sock, links, time.monotonic() + timeout)
 
 
 async def wait_passing(*names: str, timeout: float = UP_WAIT_S) -> bool:
@@ -638,7 +647,7 @@ async def wait_passing(*names: str, timeout: float = UP_WAIT_S) -> bool:
     gone; False after `timeout`."""
     try:
         return await asyncio.to_thread(_wait_passing_by_name, names, timeout)
-    except PyNetlinkError as err:
+    except OSError as err:
         raise NetlinkError(f"could not read the state of {'/'.join(names)}: {err}") from err
 
 

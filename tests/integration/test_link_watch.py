@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import socket
 from pathlib import Path
 
 import pytest
@@ -83,9 +84,9 @@ async def test_the_first_discover_after_create_veth_is_answered(
     waited: list[list[str]] = []
     real_wait = netlink._wait_passing
 
-    def spy(ipr: object, links: dict[int, str], deadline: float) -> bool:
+    def spy(sock: socket.socket, links: dict[int, str], deadline: float) -> bool:
         waited.append(sorted(links.values()))
-        return real_wait(ipr, links, deadline)
+        return real_wait(sock, links, deadline)
 
     monkeypatch.setattr(netlink, "_wait_passing", spy)
     index = (await netlink.bridge_info(lab.bridge, with_routes=False)).index

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from net_dhcp import linkdump
+from net_dhcp import linkdump, rtnl
 
 
 def attr(rta_type: int, value: bytes) -> bytes:
@@ -23,24 +23,24 @@ def newlink(index: int, name: str | None, master: int | None = None,
             seq: int = 1) -> bytes:
     body = struct.pack("=BxHiII", 0, 1, index, flags, 0) + extra
     if mac is not None:
-        body += attr(linkdump.IFLA_ADDRESS, mac)
+        body += attr(rtnl.IFLA_ADDRESS, mac)
     if name is not None:
-        body += attr(linkdump.IFLA_IFNAME, name.encode() + b"\0")
+        body += attr(rtnl.IFLA_IFNAME, name.encode() + b"\0")
     if master is not None:
-        body += attr(linkdump.IFLA_MASTER, struct.pack("=I", master))
-    return struct.pack("=IHHII", 16 + len(body), linkdump.RTM_NEWLINK, 2, seq, 0) + body
+        body += attr(rtnl.IFLA_MASTER, struct.pack("=I", master))
+    return struct.pack("=IHHII", 16 + len(body), rtnl.RTM_NEWLINK, 2, seq, 0) + body
 
 
 def newaddr(index: int, address: str, prefixlen: int, *, family: int = socket.AF_INET,
             seq: int = 1) -> bytes:
     body = struct.pack("=BBBBI", family, prefixlen, 0, 0, index)
     body += attr(8, b"eth0\0")  # IFA_LABEL, skipped
-    body += attr(linkdump.IFA_ADDRESS, ipaddress.ip_address(address).packed)
-    return struct.pack("=IHHII", 16 + len(body), linkdump.RTM_NEWADDR, 2, seq, 0) + body
+    body += attr(rtnl.IFA_ADDRESS, ipaddress.ip_address(address).packed)
+    return struct.pack("=IHHII", 16 + len(body), rtnl.RTM_NEWADDR, 2, seq, 0) + body
 
 
 def done(seq: int = 1) -> bytes:
-    return struct.pack("=IHHIIi", 20, linkdump.NLMSG_DONE, 2, seq, 0, 0)
+    return struct.pack("=IHHIIi", 20, rtnl.NLMSG_DONE, 2, seq, 0, 0)
 
 
 def test_names_and_masters_are_read_and_other_attributes_skipped() -> None:
@@ -87,7 +87,7 @@ def test_a_message_running_past_the_datagram_is_an_error() -> None:
 
 
 def test_a_netlink_error_is_raised_with_its_errno() -> None:
-    err = struct.pack("=IHHIIi", 36, linkdump.NLMSG_ERROR, 0, 1, 0, -errno.EPERM) + b"\0" * 16
+    err = struct.pack("=IHHIIi", 36, rtnl.NLMSG_ERROR, 0, 1, 0, -errno.EPERM) + b"\0" * 16
     with pytest.raises(OSError, match="RTM_GETLINK") as info:
         linkdump.parse_links(err, {})
     assert info.value.errno == errno.EPERM
