@@ -480,13 +480,13 @@ def _create_veth(host_if: str, cont_if: str, bridge: int | str, mac: str | None,
                 LOG.info("veth %s/%s: the kernel has not made it pass frames within %gs; "
                          "going on (DHCP retransmits)", host_if, cont_if, UP_WAIT_S)
             link_mac = mac.lower() if mac else linkops.get(sock, cont).mac
+            if link_mac is None:
+                raise rtnl.RtnlError(errno.EINVAL, f"veth {cont_if} has no MAC")
         except BaseException:
             # Half made: the caller never owned it, so nothing else would delete it.
             with contextlib.suppress(Exception):
                 linkops.delete(sock, host_if)
             raise
-        if link_mac is None:
-            raise OSError(errno.EINVAL, f"veth {cont_if} has no MAC")
         return link_mac
 
 
