@@ -89,8 +89,7 @@ def _recovered6(mac: str, address6: str) -> Lease6 | None:
 
 class _Stopwatch:
     """Where a CreateEndpoint's time went, for the log line the benchmark reads: the veth,
-    each family's DHCP exchange (IPv4's without the wait for its conflict probe, which
-    starts at the OFFER), the probe (that wait, after the ACK)."""
+    each family's DHCP exchange (IPv4's without its conflict probe), the probe."""
 
     def __init__(self) -> None:
         self.start = time.perf_counter()
@@ -435,32 +434,27 @@ class Driver:
     async def _acquire(self, net: Network, ifname: str, mac: str, hostname: str | None,
                        clock: _Stopwatch, requested: IPv4Address | None,
                        keep_check: Callable[[acd.Rest], None]) -> Lease:
-        """The IPv4 lease. Its conflict probe starts when an address is offered and
-        decides here on what the first ARP probe brought; the rest of the probe goes to
-        `keep_check`, for Join (acd/probe.py)."""
+        """The IPv4 lease. Its conflict probe decides here on what the first ARP probe
+        brought; the rest of the probe goes to `keep_check`, for Join (acd/probe.py)."""
         # In the host's namespace: a few quick syscalls, no thread needed.
         sock: DhcpSocket = open_dhcp_socket(ifname, with_sink=False)
         stats = AcquireStats()
-        probes = acd.EarlyProbes(ifname)
         try:
             sock.start()
 
             async def probe(ip: IPv4Address) -> bool:
                 started = time.perf_counter()
                 try:
-                    claimed, rest = await probes.soon(ip)
+                    claimed, rest = await acd.in_use_soon(ifname, ip)
                 finally:
-                    # What is left of the first interval once the address is acknowledged.
                     clock.add("probe", time.perf_counter() - started)
                 if rest is not None:
                     keep_check(rest)
                 return claimed is not None
 
-            checked = not net.options.ignore_conflicts
             return await acquire(sock, client_id=client_identity(net.options, mac),
                                  hostname=hostname, timeout_s=net.options.lease_timeout_s,
-                                 probe=probe if checked else None,
-                                 offered=probes.offered if checked else None,
+                                 probe=None if net.options.ignore_conflicts else probe,
                                  timing=self.timing, stats=stats, requested_ip=requested)
         except LeaseError as err:
             metrics.failed("4", stats)
@@ -469,7 +463,6 @@ class Driver:
                                                     net.options.lease_timeout_s, stats,
                                                     kind=att.kind)) from err
         finally:
-            await probes.close()
             sock.close(soon=True)
             metrics.exchanged("4", stats)
 

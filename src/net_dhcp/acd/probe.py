@@ -3,9 +3,7 @@
 `in_use` probes and listens in one go. `in_use_soon` is for CreateEndpoint, which dockerd
 runs one at a time per network (its Join runs side by side): it says only what the first
 probe brought within PROBE_INTERVAL_S, and hands the rest (the second probe, the
-listening after it) to a task that Join waits for. `EarlyProbes` starts it when the server
-offers the address, so that first interval runs while the REQUEST and its ACK are on the
-way, and takes it when the address is acknowledged.
+listening after it) to a task that Join waits for.
 """
 
 from __future__ import annotations
@@ -60,13 +58,16 @@ async def in_use_soon(ifname: str, ip: IPv4Address, *,
             claims.append(pkt)
 
     async def rest() -> str | None:
-        for i in range(1, PROBE_NUM):
-            if claims:
-                break
-            sock.send(arp_codec.arp_probe(sender_mac=sock.mac, target_ip=ip))
-            await sock.watch(seen, PROBE_INTERVAL_S if i < PROBE_NUM - 1
-                             else PROBE_LISTEN_S)
-        return _claimed(ip, claims)
+        try:
+            for i in range(1, PROBE_NUM):
+                if claims:
+                    break
+                sock.send(arp_codec.arp_probe(sender_mac=sock.mac, target_ip=ip))
+                await sock.watch(seen, PROBE_INTERVAL_S if i < PROBE_NUM - 1
+                                 else PROBE_LISTEN_S)
+            return _claimed(ip, claims)
+        finally:
+            sock.close(soon=True)
 
     try:
         sock.send(arp_codec.arp_probe(sender_mac=sock.mac, target_ip=ip))
@@ -77,55 +78,7 @@ async def in_use_soon(ifname: str, ip: IPv4Address, *,
     if claims:
         sock.close(soon=True)
         return _claimed(ip, claims), None
-    task = asyncio.get_running_loop().create_task(rest(), name=f"acd-rest:{ip}")
-    # Closed when the task ends, however: a task cancelled before its first step never
-    # runs the coroutine's own cleanup.
-    task.add_done_callback(lambda _task: sock.close(soon=True))
-    return None, task
-
-
-Soon = tuple[str | None, Rest | None]
-"""What in_use_soon returns."""
-
-
-class EarlyProbes:
-    """The conflict probes of one acquisition (CreateEndpoint's), each started as soon as
-    its address is offered (`offered`, the acquire's hook) and taken once it is
-    acknowledged (`soon`, in_use_soon's answer). The probe decides on the same ARP traffic
-    either way: what changes is only that the first probe's interval overlaps the REQUEST's
-    round trip, which under load is several milliseconds of every CreateEndpoint.
-
-    An address offered but not acknowledged (a NAK, a silent server, a different address
-    in the ACK) has its probe cancelled by `close`, which the acquisition's owner calls in
-    any case.
-    """
-
-    def __init__(self, ifname: str) -> None:
-        self.ifname = ifname
-        self._started: dict[IPv4Address, asyncio.Task[Soon]] = {}
-
-    def offered(self, ip: IPv4Address) -> None:
-        """Start probing `ip` now (once per address)."""
-        if ip not in self._started:
-            self._started[ip] = asyncio.get_running_loop().create_task(
-                in_use_soon(self.ifname, ip), name=f"acd-early:{ip}")
-
-    async def soon(self, ip: IPv4Address) -> Soon:
-        """in_use_soon(ip): the probe started at the offer, or one started now. Whoever
-        takes the rest awaits or cancels it."""
-        task = self._started.pop(ip, None)
-        if task is None:
-            return await in_use_soon(self.ifname, ip)
-        return await task
-
-    async def close(self) -> None:
-        """Cancel the probes not taken, and the rests of those that got that far."""
-        tasks, self._started = list(self._started.values()), {}
-        for task in tasks:
-            task.cancel()
-        for result in await asyncio.gather(*tasks, return_exceptions=True):
-            if isinstance(result, tuple) and result[1] is not None:
-                result[1].cancel()
+    return None, asyncio.get_running_loop().create_task(rest(), name=f"acd-rest:{ip}")
 
 
 def _claimed(ip: IPv4Address, claims: list[arp_codec.ArpPacket]) -> str | None:

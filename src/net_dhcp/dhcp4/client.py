@@ -295,12 +295,8 @@ async def acquire(
     max_declines: int = MAX_DECLINES,
     rapid_commit: bool = True,
     requested_ip: IPv4Address | None = None,
-    offered: Callable[[IPv4Address], None] | None = None,
 ) -> Lease:
     """DISCOVER..ACK within `timeout_s`, probing and declining conflicting addresses.
-
-    `offered(ip)` is told each address taken from an OFFER as its REQUEST goes out (a probe
-    may start then: acd.probe.EarlyProbes); `probe` decides on the acknowledged one.
 
     `requested_ip` goes into every DISCOVER as option 50 (RFC 2131 4.4.1: the client may
     suggest an address); the server decides, and what it offers is taken.
@@ -352,8 +348,6 @@ async def acquire(
             request = codec.request_selecting(offer=got, xid=xid, chaddr=sock.mac,
                                               client_id=client_id, host_name=hostname,
                                               secs=secs)
-            if offered is not None:
-                offered(got.yiaddr)
             lease = await _request(sock, request, got, hostname=hostname, retries=retries,
                                    stats=stats)
         if lease is None:
