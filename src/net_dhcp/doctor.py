@@ -33,11 +33,11 @@ from typing import Any
 from . import dhcp_probe, firewall
 from .attach.veth import HOST_IF_PREFIX
 from .config import DEFAULT_LEASE_TIMEOUT_S
+from .rtnl import IFF_UP
 
 OK, PROBLEM, WARNING, SKIPPED = "ok", "problem", "warning", "skipped"
 NET_ADDR_SET = 3
 """addr_assign_type of an interface whose MAC was set explicitly."""
-IFF_UP = 0x1
 USER_HZ = 100
 """sysfs shows bridge timers in clock ticks of USER_HZ."""
 DEFAULT_PROBE_S = 8.0

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import linkdump, linkops, rtnl
 from .errors import NetlinkError, OptionError
 from .routes import Route, reachable
+from .rtnl import IFF_LOOPBACK, IFF_UP
 
 # pyroute2 takes ~100 ms to import, so it is imported on the first IPRoute() here, not with
 # this module: `net-dhcp serve` answers on its socket before any netlink work is needed.
@@ -58,8 +59,6 @@ CLONE_NEWNET = 0x40000000
 MAIN_TABLE = 254
 RTPROT_KERNEL = 2
 RT_SCOPE_LINK = 253
-IFF_UP = 0x1
-IFF_LOOPBACK = 0x8
 AF_INET = socket.AF_INET
 AF_INET6 = socket.AF_INET6
 IFA_F_NODAD = 0x02

@@ -39,6 +39,7 @@ IFLA_INFO_DATA = 2
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFA_ADDRESS = 1
 IFF_UP = 0x1
+IFF_LOOPBACK = 0x8
 NLA_F_NESTED = 1 << 15
 
 NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port
