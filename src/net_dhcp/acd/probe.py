@@ -58,16 +58,13 @@ async def in_use_soon(ifname: str, ip: IPv4Address, *,
             claims.append(pkt)
 
     async def rest() -> str | None:
-        try:
-            for i in range(1, PROBE_NUM):
-                if claims:
-                    break
-                sock.send(arp_codec.arp_probe(sender_mac=sock.mac, target_ip=ip))
-                await sock.watch(seen, PROBE_INTERVAL_S if i < PROBE_NUM - 1
-                                 else PROBE_LISTEN_S)
-            return _claimed(ip, claims)
-        finally:
-            sock.close(soon=True)
+        for i in range(1, PROBE_NUM):
+            if claims:
+                break
+            sock.send(arp_codec.arp_probe(sender_mac=sock.mac, target_ip=ip))
+            await sock.watch(seen, PROBE_INTERVAL_S if i < PROBE_NUM - 1
+                             else PROBE_LISTEN_S)
+        return _claimed(ip, claims)
 
     try:
         sock.send(arp_codec.arp_probe(sender_mac=sock.mac, target_ip=ip))
@@ -78,7 +75,11 @@ async def in_use_soon(ifname: str, ip: IPv4Address, *,
     if claims:
         sock.close(soon=True)
         return _claimed(ip, claims), None
-    return None, asyncio.get_running_loop().create_task(rest(), name=f"acd-rest:{ip}")
+    task = asyncio.get_running_loop().create_task(rest(), name=f"acd-rest:{ip}")
+    # Closed when the task ends, however it ends: a task cancelled before its first step
+    # never runs its coroutine, so a `finally` there would not close it.
+    task.add_done_callback(lambda _done: sock.close(soon=True))
+    return None, task
 
 
 def _claimed(ip: IPv4Address, claims: list[arp_codec.ArpPacket]) -> str | None:
