@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
 import json
 import os
 import platform
@@ -628,29 +627,24 @@ class EngineBench:
 # --------------------------------------------------------------------------- figure 5
 
 
-def fig_serve_start(runs: int) -> Figure:
-    """`net-dhcp serve` until POST /Plugin.Activate answers 200: bench.serve_start."""
+def fig_serve_start(runs: int) -> list[Figure]:
+    """`net-dhcp serve` until POST /Plugin.Activate answers 200 (bench.serve_start), and for
+    information the floor under it on this machine: Python importing aiohttp.web alone."""
     f = Figure("any", 5, "serve_start_s", "net-dhcp serve until Activate answers", None, "s",
                target=SERVE_START_TARGET_S)
-    try:
-        mod = importlib.import_module("bench.serve_start")
-    except ModuleNotFoundError as err:
-        if err.name != "bench.serve_start":
-            raise
-        f.detail = "bench/serve_start.py is missing: no measure_serve_start(runs) yet"
-        return f
-    measure: Callable[[int], list[float]] | None = getattr(mod, "measure_serve_start", None)
-    if not callable(measure):
-        f.detail = "bench.serve_start has no measure_serve_start(runs) -> list[float]"
-        return f
-    log(f"figure 5: net-dhcp serve x {runs}")
-    times = [float(t) for t in measure(runs)]
-    f.value = median(times)
-    if times:
-        f.detail = (f"median of {len(times)}, min {min(times):.3f} s, "
-                    f"max {max(times):.3f} s")
+    from bench import serve_start
+    log(f"figure 5: net-dhcp serve x {runs}, then the floor (import aiohttp.web) x {runs}")
+    times = serve_start.measure_serve_start(runs)
+    floors = serve_start.measure_import_floor(runs)
+    f.value, under = statistics.median(times), statistics.median(floors)
+    f.detail = (f"median of {len(times)}, min {min(times):.3f} s, max {max(times):.3f} s")
     f.data = {"runs_s": times}
-    return f
+    floor = Figure("any", 5, "serve_floor_s", "floor: Python + import aiohttp.web", under,
+                   "s", counts=False,
+                   detail=f"median of {len(floors)}; serve takes {(f.value - under) * 1000:.0f}"
+                          " ms more (the plugin's own)",
+                   data={"runs_s": floors})
+    return [f, floor]
 
 
 # --------------------------------------------------------------------------- output
@@ -746,7 +740,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"({FULL.leases / FULL.t1_s:.1f}/s): quick scales the renewal rate differently.")
     if 5 in figures:
         try:
-            all_figures.append(fig_serve_start(size.serve_runs))
+            all_figures += fig_serve_start(size.serve_runs)
         except Exception as err:  # noqa: BLE001 - the engines' figures still run
             traceback.print_exc()
             report["errors"].append(f"figure 5: {type(err).__name__}: {err}")

@@ -4,7 +4,9 @@ Spawns `python -m net_dhcp serve` on a temporary socket, state directory and log
 polls the socket until `POST /Plugin.Activate` answers 200, records the time from the
 spawn, stops it (SIGTERM, wait) and repeats. Twice: with a fresh state directory, and with
 one holding some networks and stale endpoints (their veths and bridges do not exist, so
-the daemon tears them down at start; each run gets its own copy). Prints median/min/max.
+the daemon tears them down at start; each run gets its own copy). Then the floor: a
+process that only imports aiohttp.web, timed the same way (until it says it has; what
+`serve` takes beyond that is the plugin's own). Prints median/min/max.
 The daemon's Docker socket is a path nothing listens on. Asserts nothing; needs root (as
 `net-dhcp serve` does). `measure_serve_start` is the same, for a bigger benchmark.
 
@@ -141,6 +143,42 @@ def _one_start(tmp: Path, template: Path | None, src: Path | None) -> float:
         shutil.rmtree(run, ignore_errors=True)
 
 
+FLOOR_CODE = ("import os, sys; os.environ['SSL_CERT_FILE'] = os.devnull; import aiohttp.web; "
+              "sys.stdout.write('x'); sys.stdout.flush()")
+"""The floor: a process that starts Python and imports aiohttp.web (as `serve` does, with no
+CA bundle: cli._no_ca_bundle), then says so. What `serve` takes beyond it is the plugin's."""
+
+
+def _one_floor(tmp: Path) -> float:
+    """Seconds from spawning FLOOR_CODE until it has imported aiohttp.web (its byte code
+    cached under `tmp`/pycache, as for `serve`; process teardown not counted)."""
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(tmp / "pycache")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    start = time.perf_counter()
+    proc = subprocess.Popen([_python(), "-c", FLOOR_CODE], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        said = proc.stdout.read(1)
+        took = time.perf_counter() - start
+    finally:
+        proc.stdout.close()
+        proc.wait(STOP_TIMEOUT_S)
+    if said != b"x":
+        raise RuntimeError(f"importing aiohttp.web failed (exit {proc.returncode})")
+    return took
+
+
+def measure_import_floor(runs: int) -> list[float]:
+    """`runs` times of the floor (FLOOR_CODE), after one untimed run that compiles."""
+    tmp = Path(tempfile.mkdtemp(prefix="nd-serve-floor-"))
+    try:
+        _one_floor(tmp)
+        return [_one_floor(tmp) for _ in range(runs)]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def measure_serve_start(runs: int, *, populated: bool = False,
                         src: Path | None = None) -> list[float]:
     """`runs` start-up times (seconds from spawn until Plugin.Activate answers 200), each
@@ -181,6 +219,7 @@ def main() -> int:
     if not args.fresh_only:
         print(_summary("state dir with 3 nets, 12 eps",
                        measure_serve_start(args.runs, populated=True, src=args.src)))
+    print(_summary("floor: import aiohttp.web", measure_import_floor(args.runs)))
     return 0
 
 
