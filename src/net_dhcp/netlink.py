@@ -540,14 +540,13 @@ def set_mtu_by_mac(mac: str, mtu: int) -> str | None:
 
 
 def _delete_link(name: str) -> bool:
-    with IPRoute() as ipr:
-        idx = _lookup(name)
-        if not idx:
-            return False
+    if not _lookup(name):
+        return False
+    with rtnl.open_socket() as sock:
         try:
-            ipr.link("del", index=idx[0])
-        except PyNetlinkError as err:
-            if err.code in (errno.ENODEV, errno.ENOENT):
+            linkops.delete(sock, name)
+        except rtnl.RtnlError as err:
+            if err.errno in (errno.ENODEV, errno.ENOENT):
                 return False
             raise
         return True
@@ -557,7 +556,7 @@ async def delete_link(name: str) -> bool:
     """Delete an interface (and so its veth peer); False if it was already gone."""
     try:
         return await asyncio.to_thread(_delete_link, name)
-    except PyNetlinkError as err:
+    except rtnl.RtnlError as err:
         raise NetlinkError(f"could not delete {name}: {err}") from err
 
 
@@ -572,19 +571,22 @@ UP_WAIT_S = 1.0
 
 
 def _set_up(name: str) -> None:
-    with IPRoute() as ipr:
-        idx = _lookup(name)
-        if not idx:
-            return
-        ipr.link("set", index=idx[0], state="up")
-        # Until the kernel's link watch has run (operstate UP), the device's queue drops
-        # every frame: a DHCPRELEASE sent at once would be lost without an error.
-        deadline = time.monotonic() + UP_WAIT_S
-        while time.monotonic() < deadline:
-            links = ipr.get_links(idx[0])
-            if not links or _attr(links[0], "IFLA_OPERSTATE") in ("UP", "UNKNOWN"):
-                return
-            time.sleep(0.002)
+    idx = _lookup(name)
+    if not idx:
+        return
+    with rtnl.open_socket() as sock:
+        try:
+            linkops.set_up(sock, idx[0])
+            # Until the kernel's link watch has run (operstate UP), the device's queue
+            # drops every frame: a DHCPRELEASE sent at once would be lost without an error.
+            deadline = time.monotonic() + UP_WAIT_S
+            while time.monotonic() < deadline:
+                if linkops.get(sock, idx[0]).operstate in ("UP", "UNKNOWN"):
+                    return
+                time.sleep(0.002)
+        except rtnl.RtnlError as err:
+            if err.errno != errno.ENODEV:  # gone meanwhile: as if gone before
+                raise
 
 
 BR_STATE_FORWARDING = "3"
@@ -655,7 +657,7 @@ async def set_up(name: str) -> None:
     it is gone."""
     try:
         await asyncio.to_thread(_set_up, name)
-    except PyNetlinkError as err:
+    except rtnl.RtnlError as err:
         raise NetlinkError(f"could not bring {name} up: {err}") from err
 
 

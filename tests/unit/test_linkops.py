@@ -1,6 +1,6 @@
 """linkops.py and rtnl.py: the raw requests CreateEndpoint makes its veth pair with, checked
 on bytes (what is sent, how replies and refusals are read). The same requests against the
-kernel are in tests/integration/test_create_veth.py."""
+kernel are in tests/integration/test_veth_links.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""netlink.create_veth, made with raw rtnetlink requests (linkops.py), against the kernel: the
-pair as CreateEndpoint needs it, a leftover of a crashed attempt, a wrong bridge, and a
-pair half made when a step fails. Whether its first DISCOVER is answered is in
-test_link_watch.py; the request bytes are in tests/unit/test_linkops.py."""
+"""netlink's veth work made with raw rtnetlink requests (linkops.py), against the kernel.
+create_veth: the pair as CreateEndpoint needs it, a leftover of a crashed attempt, a wrong
+bridge, and a pair half made when a step fails. set_up: the link can send when it returns.
+delete_link: the pair is gone, and a link already gone is no error (nor for set_up).
+Whether a new pair's first DISCOVER is answered is in test_link_watch.py; the request bytes
+are in tests/unit/test_linkops.py."""
 
 from __future__ import annotations
 
@@ -39,6 +41,14 @@ def _accept_dad(name: str) -> str | None:
 
 def _exists(name: str) -> bool:
     return Path("/sys/class/net", name).exists()
+
+
+def _any_exists(names: tuple[str, str]) -> bool:
+    return any(_exists(name) for name in names)
+
+
+def _operstate(name: str) -> str:
+    return Path("/sys/class/net", name, "operstate").read_text().strip()
 
 
 @pytest.fixture
@@ -106,8 +116,7 @@ async def test_a_missing_bridge_or_another_kind_of_link_is_an_option_error(
     with pytest.raises(OptionError, match="is a veth, not a bridge"):
         await netlink.create_veth(host_if, cont_if, lab.server_veth, random_mac(),
                                   replace_leftover=False)
-    assert not _exists(host_if)
-    assert not _exists(cont_if)
+    assert not _any_exists(names)
 
 
 @pytest.mark.asyncio
@@ -123,8 +132,7 @@ async def test_a_pair_half_made_is_deleted(lan: LanFactory, names: tuple[str, st
     with pytest.raises(NetlinkError, match="refused by the test"):
         await netlink.create_veth(host_if, cont_if, lab.bridge, random_mac(),
                                   replace_leftover=False)
-    assert not _exists(host_if)
-    assert not _exists(cont_if)
+    assert not _any_exists(names)
 
 
 @pytest.mark.asyncio
@@ -136,3 +144,32 @@ async def test_no_dad_turns_dad_off_before_the_container_end_comes_up(
                               replace_leftover=False, no_dad=True)
     assert _accept_dad(cont_if) in ("0", None)
     assert _link(cont_if)["operstate"] == "UP"
+
+
+@pytest.mark.asyncio
+async def test_set_up_returns_once_the_link_can_send(names: tuple[str, str]) -> None:
+    host_if, cont_if = names
+    sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", cont_if)
+    sh("ip", "link", "set", cont_if, "up")
+    assert _link(host_if)["operstate"] == "DOWN"
+    await netlink.set_up(host_if)
+    # Not "up" in flags only: the kernel's link watch has run, the queue passes frames
+    # (read at once, in this process).
+    assert _operstate(host_if) == "up"
+
+
+@pytest.mark.asyncio
+async def test_set_up_of_a_missing_link_does_nothing(names: tuple[str, str]) -> None:
+    await netlink.set_up(names[0])
+    assert not _exists(names[0])
+
+
+@pytest.mark.asyncio
+async def test_delete_link_takes_the_pair_and_says_whether_it_was_there(
+        names: tuple[str, str]) -> None:
+    host_if, cont_if = names
+    sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", cont_if)
+    assert await netlink.delete_link(host_if) is True
+    assert not _any_exists(names)
+    assert await netlink.delete_link(host_if) is False
+    assert await netlink.delete_link(cont_if) is False
