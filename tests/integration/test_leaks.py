@@ -184,6 +184,7 @@ class FakeDockerd:
                                         daemon=True)
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
+        self._streams = 0  # /events requests being served (held open)
 
     def _run(self, coro: Any, timeout: float = 30.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -227,11 +228,34 @@ class FakeDockerd:
         return resp
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await resp.prepare(request)
-        assert self._closing is not None
-        await self._closing.wait()
-        return resp
+        self._streams += 1
+        try:
+            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await resp.prepare(request)
+            assert self._closing is not None
+            await self._closing.wait()
+            return resp
+        finally:
+            self._streams -= 1
+
+    def served(self) -> int:
+        """How many requests have come in so far."""
+        return sum(self.requests.values())
+
+    def busy(self) -> bool:
+        """Whether a connection other than an /events stream is open, its request being
+        served or its connection closing. Its tasks and aiohttp objects live in this
+        process, on this loop: the census, which counts the whole process, would count
+        them as the plugin's (it did: a sweep's request whose handler task had not ended
+        yet, on a loaded machine)."""
+        async def count() -> bool:
+            me = asyncio.current_task()
+            connections = sum(
+                1 for task in asyncio.all_tasks() if task is not me
+                and getattr(task.get_coro(), "__qualname__", "") == "RequestHandler.start")
+            return connections > self._streams
+
+        return bool(self._run(count()))
 
     def close(self) -> None:
         async def stop() -> None:
@@ -668,8 +692,16 @@ class Recorder:
         got: Sample | str = "not measured"
         if quiet:
             deadline = time.monotonic() + SETTLE_S
+            dockerd = self.rig.dockerd
             while True:
-                got = plugin.run(self._measure(label, round_no, quiet=True, want=self.base))
+                served = dockerd.served()
+                if dockerd.busy():
+                    got = "the fake dockerd is serving a request"
+                else:
+                    got = plugin.run(self._measure(label, round_no, quiet=True,
+                                                   want=self.base))
+                    if dockerd.busy() or dockerd.served() != served:
+                        got = "the fake dockerd served a request during the census"
                 if isinstance(got, Sample) or time.monotonic() >= deadline:
                     break
                 time.sleep(0.05)
