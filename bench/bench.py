@@ -81,13 +81,10 @@ RENEW_CPU_TARGET_PCT = 1.0
 SERVE_START_TARGET_S = 0.3
 
 # The plugin's INFO lines with its own timings (figure 6).
-CREATE_RX = re.compile(
-    r"endpoint (\w+): CreateEndpoint ([\d.]+) ms \(veth ([\d.]+) ms, DHCPv4 ([\d.]+) ms")
-PROBE_RX = re.compile(r"endpoint (\w+): conflict probe of (\S+) took ([\d.]+) ms")
-# The same probe time as a part of the CreateEndpoint line, "(veth .., DHCPv4 .., probe ..)",
-# used when no line of its own gives it.
-INLINE_PROBE_RX = re.compile(
-    r"endpoint (\w+): CreateEndpoint [\d.]+ ms \([^)]*\bprobe ([\d.]+) ms")
+CREATE_RX = re.compile(r"endpoint \w+: CreateEndpoint ([\d.]+) ms \(([^)]*)\)")
+SPLIT_PARTS = ("veth", "DHCPv4", "probe", "store")
+"""The parts of the CreateEndpoint log line that figures 2 and 6 show (driver._Stopwatch)."""
+SPLIT_PART_RX = re.compile(r"(\w+) ([\d.]+) ms")
 # A renewal, in the plugin's log (dhcp4/keeper.py) and in dnsmasq's.
 PLUGIN_RENEW_RX = re.compile(r": lease on (\S+) renewed for ")
 DNSMASQ_ACK_RX = re.compile(r"DHCPACK\(\w+\) (\d+\.\d+\.\d+\.\d+) ([0-9a-f:]{17})")
@@ -172,6 +169,14 @@ def log(msg: str) -> None:
 
 def median(xs: Sequence[float]) -> float | None:
     return statistics.median(xs) if xs else None
+
+
+def percentile(xs: Sequence[float], q: float) -> float | None:
+    """The value below which a fraction `q` of `xs` lies (nearest rank), None if empty."""
+    if not xs:
+        return None
+    ordered = sorted(xs)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -367,8 +372,8 @@ class EngineBench:
                 if 6 in figures:
                     self.fig_create_endpoint()
             if 2 in figures:
-                self.fig_burst({"net-dhcp": nd, "user bridge": user_br,
-                                "default bridge": "bridge"})
+                self.fig_burst(plugin, {"net-dhcp": nd, "user bridge": user_br,
+                                        "default bridge": "bridge"})
         finally:
             self.rm(list(self.containers))
             self._rm_networks()
@@ -421,32 +426,40 @@ class EngineBench:
     def fig_create_endpoint(self) -> None:
         """Figure 6: the plugin's own timings, from its log over figure 1's runs."""
         for label, segs in self.segments.items():
-            total: list[float] = []
-            veth: list[float] = []
-            dhcp: list[float] = []
-            probe: list[float] = []
-            for seg in segs:
-                for m in CREATE_RX.finditer(seg):
-                    total.append(float(m.group(2)))
-                    veth.append(float(m.group(3)))
-                    dhcp.append(float(m.group(4)))
-                own = [float(m.group(3)) for m in PROBE_RX.finditer(seg)]
-                probe += own or [float(m.group(2)) for m in INLINE_PROBE_RX.finditer(seg)]
-            mt, mv, md, mp = median(total), median(veth), median(dhcp), median(probe)
-            if mt is None:
-                detail = "the plugin logs no CreateEndpoint timings (yet)"
-            else:
-                parts = [f"veth {fmt(mv, 'ms')}", f"DHCPv4 {fmt(md, 'ms')}",
-                         f"probe {fmt(mp, 'ms')}"]
-                rest = mt - (mv or 0) - (md or 0) - (mp or 0)
-                detail = ", ".join(parts) + f", rest {rest:.1f} ms (n={len(total)})"
             tag = "probe" if label == "net-dhcp" else "noprobe"
-            self.fig(6, f"create_endpoint_{tag}_ms", f"CreateEndpoint in plugin: {label}",
-                     mt, "ms", detail=detail,
-                     data={"median_veth_ms": mv, "median_dhcp4_ms": md,
-                           "median_probe_ms": mp, "n": len(total), "n_probe": len(probe)})
+            self.create_endpoint_split(6, f"create_endpoint_{tag}_ms",
+                                       f"CreateEndpoint in plugin: {label}", segs)
 
-    def fig_burst(self, cases: dict[str, str]) -> None:
+    def create_endpoint_split(self, fig: int, key: str, label: str, segs: list[str]) -> None:
+        """An info figure: the median CreateEndpoint in the plugin log `segs`, with the
+        median of each part and of what is left of each line after its parts (the median
+        total minus the parts' medians would say little: under load the tails are long)."""
+        parts: dict[str, list[float]] = {k: [] for k in SPLIT_PARTS}
+        total: list[float] = []
+        rest: list[float] = []
+        for seg in segs:
+            for m in CREATE_RX.finditer(seg):
+                total.append(float(m.group(1)))
+                got = {k: float(v) for k, v in SPLIT_PART_RX.findall(m.group(2))}
+                for k in SPLIT_PARTS:
+                    if k in got:
+                        parts[k].append(got[k])
+                rest.append(total[-1] - sum(got.values()))
+        med = {k: median(v) for k, v in parts.items()}
+        mt = median(total)
+        if mt is None:
+            detail = "the plugin logs no CreateEndpoint timings (yet)"
+        else:
+            detail = (", ".join(f"{k} {fmt(med[k], 'ms')}" for k in SPLIT_PARTS)
+                      + f", rest {fmt(median(rest), 'ms')} (n={len(total)}; p90 "
+                        f"{fmt(percentile(total, 0.9), 'ms')})")
+        self.fig(fig, key, label, mt, "ms", detail=detail,
+                 data={"median_veth_ms": med["veth"], "median_dhcp4_ms": med["DHCPv4"],
+                       "median_probe_ms": med["probe"], "median_store_ms": med["store"],
+                       "median_rest_ms": median(rest), "n": len(total),
+                       "n_probe": len(parts["probe"])})
+
+    def fig_burst(self, plugin: Plugin, cases: dict[str, str]) -> None:
         n, reps = self.size.burst, self.size.burst_reps
         assert self.lab is not None
         lab = self.lab
@@ -456,6 +469,7 @@ class EngineBench:
         failures: dict[str, int] = dict.fromkeys(labels, 0)
         distinct: list[int] = []
         outside: list[list[str]] = []
+        segments: list[str] = []  # the plugin's log over each net-dhcp burst
         # Warm-up (not timed): one burst of each kind, a small one.
         t = time.monotonic()
         for label in labels:
@@ -465,7 +479,10 @@ class EngineBench:
         for r in range(reps):
             order = labels if r % 2 == 0 else labels[::-1]
             for label in order:
+                off = plugin.log_offset()
                 wall, names, failed = self.burst(cases[label], n, f"{r}{label[:2]}")
+                if label == "net-dhcp":
+                    segments.append(plugin.log(off))
                 walls[label].append(wall)
                 failures[label] += failed
                 if label == "net-dhcp":
@@ -491,6 +508,8 @@ class EngineBench:
                              + ", ".join(f"{k} {v}" for k, v in failures.items()))
                      if counts else "info",
                      data={"median_s": med, "failures": failures, "n": n, "reps": reps})
+        self.create_endpoint_split(2, "burst_create_endpoint_ms",
+                                   f"{n} at once: CreateEndpoint in plugin", segments)
         worst = min(distinct) if distinct else None
         self.fig(2, "burst_distinct_addresses", f"{n} at once: distinct addresses in range",
                  worst, "count", target=n, op=">=",
