@@ -100,6 +100,14 @@ def populate(state_dir: Path, networks: int = 3, endpoints: int = 12) -> None:
         store.close()
 
 
+def _as_installed(tmp: Path) -> dict[str, str]:
+    """This environment, with byte code written to and read from `tmp`/pycache, as an
+    installed plugin has it (see the module's docstring)."""
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(tmp / "pycache")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def _one_start(tmp: Path, template: Path | None, src: Path | None) -> float:
     """Seconds from spawning `net-dhcp serve` until Plugin.Activate answers 200 (its
     byte code cached under `tmp`/pycache)."""
@@ -111,9 +119,7 @@ def _one_start(tmp: Path, template: Path | None, src: Path | None) -> float:
     cmd = [_python(), "-m", "net_dhcp", "serve", "--socket", str(sock),
            "--state-dir", str(state), "--log-file", str(run / "log")]
     # Nothing listens there: no dockerd's API is asked (nor its networks touched).
-    env = {**os.environ, "DOCKER_HOST": f"unix://{run / 'no-docker.sock'}",
-           "PYTHONPYCACHEPREFIX": str(tmp / "pycache")}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env = {**_as_installed(tmp), "DOCKER_HOST": f"unix://{run / 'no-docker.sock'}"}
     if src is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src),
                                                          os.environ.get("PYTHONPATH")]))
@@ -152,11 +158,9 @@ CA bundle: cli._no_ca_bundle), then says so. What `serve` takes beyond it is the
 def _one_floor(tmp: Path) -> float:
     """Seconds from spawning FLOOR_CODE until it has imported aiohttp.web (its byte code
     cached under `tmp`/pycache, as for `serve`; process teardown not counted)."""
-    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(tmp / "pycache")}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
     start = time.perf_counter()
-    proc = subprocess.Popen([_python(), "-c", FLOOR_CODE], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE)
+    proc = subprocess.Popen([_python(), "-c", FLOOR_CODE], env=_as_installed(tmp),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     try:
         said = proc.stdout.read(1)
