@@ -218,17 +218,18 @@ def busy_cpu_s() -> float:
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def settle(quiet: float = QUIET_FRACTION, at_most: float = QUIET_WAIT_S) -> float:
-    """Wait until the machine is quiet (under `quiet` of its cores busy over two
+def wait_until_quiet() -> float:
+    """Wait until the machine is quiet (under QUIET_FRACTION of its cores busy over two
     consecutive 0.25 s windows; the kernel tears down removed containers' namespaces after
-    `docker rm` returns), at most `at_most` seconds: how long it took."""
+    `docker rm` returns), at most QUIET_WAIT_S: how long it took. (Not SETTLE_S: the fixed
+    wait before figures 3-4 read the plugin's RSS.)"""
     cores, t0 = os.cpu_count() or 1, time.monotonic()
     calm = 0
-    while calm < 2 and time.monotonic() - t0 < at_most:
+    while calm < 2 and time.monotonic() - t0 < QUIET_WAIT_S:
         b0, w0 = busy_cpu_s(), time.monotonic()
         time.sleep(0.25)
         busy = (busy_cpu_s() - b0) / ((time.monotonic() - w0) * cores)
-        calm = calm + 1 if busy < quiet else 0
+        calm = calm + 1 if busy < QUIET_FRACTION else 0
     return time.monotonic() - t0
 
 
@@ -504,7 +505,7 @@ class EngineBench:
         t = time.monotonic()
         for label in labels:
             self.rm(self.burst(cases[label], n, f"w{label[:2]}")[1], workers=10)
-            settle()
+            wait_until_quiet()
         self.wait_leases(0, "the warm-up")
         log(f"  warm-up: {time.monotonic() - t:.1f} s")
         for r in range(reps):
@@ -530,7 +531,7 @@ class EngineBench:
                 if label == "net-dhcp":
                     wait_s = self.wait_leases(0, f"removing {n} containers")
                     log(f"  removed in {rm_s:.1f} s, leases released {wait_s:.1f} s later")
-                log(f"  quiet {settle():.1f} s after")
+                log(f"  quiet {wait_until_quiet():.1f} s after")
         med = {k: statistics.median(v) for k, v in walls.items()}
         self.raw["burst_wall_s"] = walls
         for base, counts in (("user bridge", True), ("default bridge", False)):
